@@ -1,0 +1,95 @@
+//! The [`Engine`]: opened once by berthd on its data root, shared by every
+//! API handler. It wires the storage driver, the layer store, the image
+//! store and the event bus together; the operations live in the modules
+//! named after what they act on (`images`, `system`, ...).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use berth_storage::{Driver, DriverConfig, LayerStore};
+
+use crate::error::{EngineError, Result};
+use crate::events::EventBus;
+use crate::images::ImageStore;
+
+/// How berthd configured the engine (flags and daemon.json, merged).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// `--data-root`: where everything persistent lives.
+    pub data_root: PathBuf,
+    /// `--exec-root`: runtime state (sockets, bundles).
+    pub exec_root: PathBuf,
+    /// `-s/--storage-driver`; `None` picks one as dockerd does.
+    pub storage_driver: Option<String>,
+    /// `--storage-opt key=value`, in the order given.
+    pub storage_opts: Vec<String>,
+    /// `-D/--debug`.
+    pub debug: bool,
+}
+
+/// The engine. Cheap to share behind an `Arc`.
+pub struct Engine {
+    pub(crate) config: EngineConfig,
+    pub(crate) driver: Arc<dyn Driver>,
+    pub(crate) layers: LayerStore,
+    pub(crate) images: ImageStore,
+    pub(crate) events: EventBus,
+}
+
+impl Engine {
+    /// Opens (creating when new) the engine state under `config.data_root`:
+    /// picks or checks the storage driver, reconciles half-made layers and
+    /// loads the image store. Blocking; call before serving.
+    pub fn open(config: EngineConfig) -> Result<Arc<Engine>> {
+        std::fs::create_dir_all(&config.data_root)
+            .map_err(|e| EngineError::io(format!("create {}", config.data_root.display()), e))?;
+        std::fs::create_dir_all(&config.exec_root)
+            .map_err(|e| EngineError::io(format!("create {}", config.exec_root.display()), e))?;
+        let driver = berth_storage::open_driver(&DriverConfig {
+            data_root: config.data_root.clone(),
+            name: config.storage_driver.clone(),
+            options: config.storage_opts.clone(),
+        })?;
+        let layers = LayerStore::open(&config.data_root, driver.clone())?;
+        let images = ImageStore::open(&config.data_root)?;
+        let engine = Engine {
+            config,
+            driver,
+            layers,
+            images,
+            events: EventBus::new(),
+        };
+        engine.reconcile()?;
+        Ok(Arc::new(engine))
+    }
+
+    /// Brings layers and images back in step after a crash: every image's
+    /// layers are held, and layers nothing holds are removed.
+    fn reconcile(&self) -> Result<()> {
+        let chains = self.images.all_top_layers();
+        self.layers.reconcile(&chains)?;
+        Ok(())
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The storage driver in use.
+    pub fn driver(&self) -> &Arc<dyn Driver> {
+        &self.driver
+    }
+
+    /// The event bus.
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    /// Unmounts everything the engine mounted (daemon shutdown).
+    pub fn shutdown(&self) {
+        if let Err(e) = self.driver.cleanup() {
+            tracing::warn!("storage driver cleanup: {e}");
+        }
+    }
+}
