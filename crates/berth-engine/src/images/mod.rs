@@ -5,7 +5,8 @@ use std::path::Path;
 
 use berth_storage::ChainId;
 use bollard_stubs::models::{
-    HistoryResponseItem, ImageDeleteResponseItem, ImageInspect, ImagePruneResponse, ImageSummary,
+    ImageDeleteResponseItem, ImageHistoryResponseItem, ImageInspect, ImagePruneResponse,
+    ImageSummary,
 };
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
@@ -107,7 +108,7 @@ impl Engine {
     }
 
     /// `GET /images/{name}/history`.
-    pub fn image_history(&self, name: &str) -> Result<Vec<HistoryResponseItem>> {
+    pub fn image_history(&self, name: &str) -> Result<Vec<ImageHistoryResponseItem>> {
         Err(EngineError::NotFound(format!("No such image: {name}")))
     }
 
