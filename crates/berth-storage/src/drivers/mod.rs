@@ -1,10 +1,25 @@
-//! The storage drivers and how one is chosen at start-up.
+//! The storage drivers and how one is chosen at start-up: an existing data
+//! root keeps the driver it was made with (recorded in `engine.json`);
+//! a new one gets btrfs on btrfs, else overlay2 where the kernel has it,
+//! else vfs — dockerd's order. Daemon-wide `--storage-opt`s are parsed here
+//! and handed to the chosen driver, which refuses the ones it does not know.
 
-use std::path::PathBuf;
+pub mod btrfs;
+mod fsinfo;
+mod mount_refs;
+pub mod overlay2;
+mod tree_copy;
+pub mod vfs;
+
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use crate::driver::Driver;
 use crate::error::{Result, StorageError};
+
+pub use fsinfo::{backing_fs_name, FsMagic};
 
 /// Daemon-wide driver configuration.
 #[derive(Debug, Clone)]
@@ -17,7 +32,119 @@ pub struct DriverConfig {
     pub options: Vec<String>,
 }
 
-/// Opens the configured (or auto-selected) driver.
-pub fn open_driver(_cfg: &DriverConfig) -> Result<Arc<dyn Driver>> {
-    Err(StorageError::Unsupported("not yet".into()))
+/// The drivers berth knows, in auto-selection order after btrfs.
+pub const DRIVERS: &[&str] = &["btrfs", "overlay2", "vfs"];
+
+/// `<data-root>/engine.json`: which driver made this data root.
+#[derive(Debug, Serialize, Deserialize)]
+struct EngineRecord {
+    driver: String,
+    version: u32,
+}
+
+const FORMAT_VERSION: u32 = 1;
+
+/// `--storage-opt` pairs, keys lowercased as dockerd does.
+#[derive(Debug, Clone, Default)]
+pub struct DriverOptions(Vec<(String, String)>);
+
+impl DriverOptions {
+    /// Parses `key=value` strings.
+    pub fn parse(raw: &[String]) -> Result<DriverOptions> {
+        let mut out = Vec::new();
+        for opt in raw {
+            let (k, v) = opt.split_once('=').ok_or_else(|| {
+                StorageError::InvalidOption(format!(
+                    "invalid storage option {opt:?}: expected key=value"
+                ))
+            })?;
+            out.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+        Ok(DriverOptions(out))
+    }
+
+    /// The pairs in the order given.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// Parses a size as dockerd does for storage options (`10G`, `512m`,
+/// `1.5GB`; binary multiples).
+pub fn parse_size(value: &str) -> Result<u64> {
+    let config = parse_size::Config::new().with_binary();
+    config
+        .parse_size(value)
+        .map_err(|_| StorageError::InvalidOption(format!("invalid size: '{value}'")))
+}
+
+/// Opens the configured (or auto-selected) driver on `cfg.data_root`.
+pub fn open_driver(cfg: &DriverConfig) -> Result<Arc<dyn Driver>> {
+    let record_path = cfg.data_root.join("engine.json");
+    let recorded = read_record(&record_path)?;
+    let name = match (&cfg.name, &recorded) {
+        (Some(want), Some(rec)) if *want != rec.driver => {
+            return Err(StorageError::Unsupported(format!(
+                "{} was set up with storage driver {:?}; starting with {:?} would hide its images \
+                 and containers. Start with -s {} or use another --data-root",
+                cfg.data_root.display(),
+                rec.driver,
+                want,
+                rec.driver
+            )))
+        }
+        (Some(want), _) => want.clone(),
+        (None, Some(rec)) => rec.driver.clone(),
+        (None, None) => auto_select(&cfg.data_root),
+    };
+    let options = DriverOptions::parse(&cfg.options)?;
+    let driver: Arc<dyn Driver> = match name.as_str() {
+        "vfs" => Arc::new(vfs::Vfs::open(&cfg.data_root.join("vfs"), &options)?),
+        "overlay2" => Arc::new(overlay2::Overlay2::open(
+            &cfg.data_root.join("overlay2"),
+            &options,
+        )?),
+        "btrfs" => Arc::new(btrfs::Btrfs::open(&cfg.data_root.join("btrfs"), &options)?),
+        other => {
+            return Err(StorageError::Unsupported(format!(
+                "storage driver {other:?} is not supported; choose one of {}",
+                DRIVERS.join(", ")
+            )))
+        }
+    };
+    if recorded.is_none() {
+        crate::atomic::write_json(
+            &record_path,
+            &EngineRecord {
+                driver: name,
+                version: FORMAT_VERSION,
+            },
+        )?;
+    }
+    Ok(driver)
+}
+
+fn read_record(path: &Path) -> Result<Option<EngineRecord>> {
+    match std::fs::read(path) {
+        Ok(data) => serde_json::from_slice(&data)
+            .map(Some)
+            .map_err(|e| StorageError::Unsupported(format!("{} is corrupt: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StorageError::at(path, "read", e)),
+    }
+}
+
+fn auto_select(data_root: &Path) -> String {
+    if fsinfo::magic(data_root) == Some(FsMagic::Btrfs) {
+        return "btrfs".into();
+    }
+    if overlay2::supported(data_root) {
+        return "overlay2".into();
+    }
+    "vfs".into()
+}
+
+/// Refuses an option the driver does not know, in dockerd's words.
+pub(crate) fn unknown_option(driver: &str, key: &str) -> StorageError {
+    StorageError::InvalidOption(format!("{driver}: unknown option {key}"))
 }
