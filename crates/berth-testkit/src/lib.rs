@@ -1,0 +1,27 @@
+//! berth-testkit: the real things berth's integration tests stand on — loop
+//! device filesystems ([`LoopFs`]), a berthd under test driven by the real
+//! `docker` CLI ([`Daemon`]), docker-save/OCI test images built from Debian's
+//! busybox-static ([`busybox`], [`hostile`]) and read-only checks of the host
+//! ([`mountinfo`], [`btrfs`]). No mocks: every guard owns a kernel object and
+//! tears it down in `Drop`, also when the test panics.
+
+pub mod archive;
+pub mod btrfs;
+pub mod busybox;
+pub mod daemon;
+pub mod docker_cli;
+pub mod hostile;
+pub mod layer;
+pub mod loopfs;
+pub mod mountinfo;
+pub mod scratch;
+
+pub use archive::{BuiltImage, Compression, ImageBuilder, Layout};
+pub use daemon::{
+    ApiResponse, ConfigFile, Daemon, DaemonBuilder, Leftovers, Settings, StartFailure,
+};
+pub use docker_cli::{DockerCli, DockerOutput};
+pub use hostile::{Hostile, HostileArchive};
+pub use layer::LayerTar;
+pub use loopfs::{FsKind, LoopFs};
+pub use scratch::require_root;
