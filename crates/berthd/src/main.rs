@@ -1,1 +1,137 @@
-fn main() {}
+//! berthd: the container engine daemon. Reads flags and daemon.json, takes
+//! the pidfile and the API sockets, opens the engine on the data root and
+//! serves the Engine API until SIGINT/SIGTERM, then shuts down cleanly.
+//! Wiring only: behaviour lives in berth-engine and berth-api.
+
+mod config;
+mod listeners;
+mod pidfile;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use berth_api::Server;
+use berth_engine::{Engine, EngineConfig};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::DaemonConfig;
+use crate::listeners::Bound;
+use crate::pidfile::Pidfile;
+
+/// How long in-flight API requests get to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+fn main() -> ExitCode {
+    let startup = match config::load(std::env::args_os()) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if startup.validate_only {
+        eprintln!("configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&startup.config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("berthd")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(anyhow::Error::new(e).context("start the async runtime")),
+    };
+    match runtime.block_on(run(startup.config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+/// Start-up errors end the process with one line saying why.
+fn fail(e: anyhow::Error) -> ExitCode {
+    eprintln!("berthd: {e:#}");
+    ExitCode::FAILURE
+}
+
+fn init_logging(config: &DaemonConfig) {
+    // RUST_LOG, when set, overrides -l/-D for finer per-module control.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(config.tracing_level().as_str().to_ascii_lowercase())
+    });
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .init();
+}
+
+async fn run(config: DaemonConfig) -> Result<()> {
+    if config.debug {
+        tracing::debug!(?config, "configuration");
+    }
+    // Order matters: the pidfile and the sockets are what keep a second
+    // daemon off this data root, so both are taken before the engine
+    // touches it.
+    let pidfile = Pidfile::acquire(&config.pidfile)?;
+    std::fs::create_dir_all(&config.exec_root)
+        .with_context(|| format!("create exec root {}", config.exec_root.display()))?;
+    let bound = listeners::bind_all(&config.hosts, config.group.as_deref()).await?;
+
+    let engine_config = EngineConfig {
+        data_root: config.data_root.clone(),
+        exec_root: config.exec_root.clone(),
+        storage_driver: config.storage_driver.clone(),
+        storage_opts: config.storage_opts.clone(),
+        debug: config.debug,
+    };
+    let engine = tokio::task::spawn_blocking(move || -> Result<Arc<Engine>> {
+        let engine = Engine::open(engine_config)?;
+        // Create the persistent ID now rather than racing on the first /info.
+        engine.engine_id()?;
+        Ok(engine)
+    })
+    .await
+    .context("engine start-up task")??;
+    tracing::info!(
+        driver = engine.driver().name(),
+        data_root = %config.data_root.display(),
+        "Daemon has completed initialization"
+    );
+
+    let server = Server::new(berth_api::service(engine.clone()));
+    let mut socket_files = Vec::new();
+    for b in bound {
+        match b {
+            Bound::Unix(l, file) => {
+                server.serve(l);
+                socket_files.push(file);
+            }
+            Bound::Tcp(l) => server.serve(l),
+        }
+    }
+
+    let name = wait_for_stop_signal().await?;
+    tracing::info!("Processing signal '{name}'");
+    server.shutdown(SHUTDOWN_GRACE).await;
+    drop(socket_files);
+    tokio::task::spawn_blocking(move || engine.shutdown())
+        .await
+        .context("engine shutdown task")?;
+    drop(pidfile);
+    tracing::info!("Daemon shutdown complete");
+    Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM. SIGHUP (dockerd's "reload configuration")
+/// is caught so it cannot kill the daemon, and only logged for now.
+async fn wait_for_stop_signal() -> Result<&'static str> {
+    let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = int.recv() => return Ok("interrupt"),
+            _ = term.recv() => return Ok("terminated"),
+            _ = hup.recv() => tracing::warn!("SIGHUP: configuration reload is not supported yet; ignoring"),
+        }
+    }
+}

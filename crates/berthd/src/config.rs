@@ -1,0 +1,492 @@
+//! berthd's configuration: dockerd's flags and daemon.json keys, merged the
+//! way dockerd merges them (a key set both ways, or a key the daemon does
+//! not know, refuses the start-up). Each option is one field in [`Flags`]
+//! (its clap id is its daemon.json key) and one in [`DaemonConfig`].
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::parser::ValueSource;
+use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// Where berthd looks for daemon.json unless `--config-file` says otherwise.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/berth/daemon.json";
+
+/// Flags that only steer the command line and have no daemon.json key.
+const CLI_ONLY: [&str; 4] = ["config_file", "validate", "help", "version"];
+
+/// Log levels dockerd accepts (`fatal` and `panic` log as `error`).
+const LOG_LEVELS: [&str; 7] = ["trace", "debug", "info", "warn", "error", "fatal", "panic"];
+
+/// The command line. Every daemon option is an `Option` or a list, so
+/// "not given" is visible and daemon.json can fill it instead.
+#[derive(Debug, Parser)]
+#[command(
+    name = "berthd",
+    version,
+    about = "A container engine daemon that speaks the Docker Engine API"
+)]
+pub struct Flags {
+    /// Daemon configuration file
+    #[arg(long = "config-file", value_name = "PATH")]
+    pub config_file: Option<PathBuf>,
+
+    /// Validate daemon configuration and exit
+    #[arg(long = "validate")]
+    pub validate: bool,
+
+    /// Daemon socket(s) to connect to
+    #[arg(id = "hosts", short = 'H', long = "host", value_name = "ADDR", action = ArgAction::Append)]
+    pub hosts: Vec<String>,
+
+    /// Root directory of persistent state
+    #[arg(id = "data-root", long = "data-root", value_name = "PATH")]
+    pub data_root: Option<PathBuf>,
+
+    /// Root directory for execution state files
+    #[arg(id = "exec-root", long = "exec-root", value_name = "PATH")]
+    pub exec_root: Option<PathBuf>,
+
+    /// Storage driver to use
+    #[arg(
+        id = "storage-driver",
+        short = 's',
+        long = "storage-driver",
+        value_name = "NAME"
+    )]
+    pub storage_driver: Option<String>,
+
+    /// Storage driver options
+    #[arg(id = "storage-opts", long = "storage-opt", value_name = "KEY=VALUE", action = ArgAction::Append)]
+    pub storage_opts: Vec<String>,
+
+    /// Enable debug mode
+    #[arg(
+        id = "debug",
+        short = 'D',
+        long = "debug",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    pub debug: Option<bool>,
+
+    /// Set the logging level ("debug"|"info"|"warn"|"error"|"fatal")
+    #[arg(
+        id = "log-level",
+        short = 'l',
+        long = "log-level",
+        value_name = "LEVEL"
+    )]
+    pub log_level: Option<String>,
+
+    /// Path to use for daemon PID file
+    #[arg(id = "pidfile", short = 'p', long = "pidfile", value_name = "PATH")]
+    pub pidfile: Option<PathBuf>,
+
+    /// Group for the unix socket
+    #[arg(id = "group", short = 'G', long = "group", value_name = "GROUP")]
+    pub group: Option<String>,
+}
+
+/// The merged configuration berthd runs with.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    pub hosts: Vec<String>,
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    pub storage_driver: Option<String>,
+    pub storage_opts: Vec<String>,
+    pub debug: bool,
+    pub log_level: String,
+    pub pidfile: PathBuf,
+    /// `None`: the `docker` group when it exists, else the daemon's own.
+    pub group: Option<String>,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            hosts: Vec::new(),
+            data_root: PathBuf::from("/var/lib/berth"),
+            exec_root: PathBuf::from("/run/berth"),
+            storage_driver: None,
+            storage_opts: Vec::new(),
+            debug: false,
+            log_level: "info".to_string(),
+            pidfile: PathBuf::from("/run/berth.pid"),
+            group: None,
+        }
+    }
+}
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub struct Startup {
+    pub config: DaemonConfig,
+    /// `--validate`: check the configuration and exit.
+    pub validate_only: bool,
+}
+
+/// Parses `args` (clap exits on `--help` and usage errors) and merges
+/// daemon.json.
+pub fn load<I, T>(args: I) -> Result<Startup>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = Flags::command().get_matches_from(args);
+    let flags = Flags::from_arg_matches(&matches).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (path, explicit) = match &flags.config_file {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+    };
+    let file = read_config_file(&path, explicit).with_context(|| {
+        format!(
+            "unable to configure the daemon with file {}",
+            path.display()
+        )
+    })?;
+    let config = merge(&flags, &matches, file).with_context(|| {
+        format!(
+            "unable to configure the daemon with file {}",
+            path.display()
+        )
+    })?;
+    validate(&config)?;
+    Ok(Startup {
+        config,
+        validate_only: flags.validate,
+    })
+}
+
+/// The JSON object of daemon.json; `None` when the default file is absent.
+fn read_config_file(path: &Path, explicit: bool) -> Result<Option<Map<String, Value>>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
+    };
+    // Editors on some systems write a UTF-8 byte order mark; dockerd accepts it.
+    let text = std::str::from_utf8(&bytes).context("daemon.json is not valid UTF-8")?;
+    let text = text.trim_start_matches('\u{feff}').trim();
+    if text.is_empty() {
+        return Ok(Some(Map::new()));
+    }
+    match serde_json::from_str::<Value>(text).context("invalid JSON")? {
+        Value::Object(map) => Ok(Some(map)),
+        _ => bail!("invalid JSON: the configuration must be a JSON object"),
+    }
+}
+
+/// Merges flags over daemon.json after dockerd's checks: unknown keys
+/// first, then keys also given as flags.
+fn merge(
+    flags: &Flags,
+    matches: &ArgMatches,
+    file: Option<Map<String, Value>>,
+) -> Result<DaemonConfig> {
+    let file = file.unwrap_or_default();
+    check_directives(&file, matches)?;
+    let mut config: DaemonConfig =
+        serde_json::from_value(Value::Object(file)).context("invalid JSON")?;
+    flags.apply(&mut config);
+    Ok(config)
+}
+
+/// dockerd's `findConfigurationConflicts`, with its wording.
+fn check_directives(file: &Map<String, Value>, matches: &ArgMatches) -> Result<()> {
+    let cmd = Flags::command();
+    let known: Vec<String> = cmd
+        .get_arguments()
+        .map(|a| a.get_id().to_string())
+        .filter(|id| !CLI_ONLY.contains(&id.as_str()))
+        .collect();
+    let unknown: Vec<&str> = file
+        .keys()
+        .filter(|k| !known.contains(k))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        bail!(
+            "the following directives don't match any configuration option: {}",
+            unknown.join(", ")
+        );
+    }
+    let mut conflicts = Vec::new();
+    for arg in cmd.get_arguments() {
+        let key = arg.get_id().as_str();
+        let Some(file_value) = file.get(key) else {
+            continue;
+        };
+        if matches.value_source(key) != Some(ValueSource::CommandLine) {
+            continue;
+        }
+        let given: Vec<String> = matches
+            .get_raw(key)
+            .map(|vals| vals.map(|v| v.to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        let flag_value = if matches!(arg.get_action(), ArgAction::Append) {
+            format!("[{}]", given.join(" "))
+        } else {
+            given.join(" ")
+        };
+        conflicts.push(format!(
+            "{key}: (from flag: {flag_value}, from file: {})",
+            go_format(file_value)
+        ));
+    }
+    if !conflicts.is_empty() {
+        bail!(
+            "the following directives are specified both as a flag and in the configuration file: {}",
+            conflicts.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// A JSON value printed the way Go's `%v` prints it, as in dockerd's
+/// conflict messages (`[a b]`, `map[k:v]`).
+fn go_format(v: &Value) -> String {
+    match v {
+        Value::Null => "<nil>".to_string(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(go_format).collect::<Vec<_>>().join(" ")
+        ),
+        Value::Object(map) => format!(
+            "map[{}]",
+            map.iter()
+                .map(|(k, v)| format!("{k}:{}", go_format(v)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        other => other.to_string(),
+    }
+}
+
+impl Flags {
+    /// Puts every option given on the command line over `config`.
+    fn apply(&self, config: &mut DaemonConfig) {
+        if !self.hosts.is_empty() {
+            config.hosts = self.hosts.clone();
+        }
+        if let Some(p) = &self.data_root {
+            config.data_root = p.clone();
+        }
+        if let Some(p) = &self.exec_root {
+            config.exec_root = p.clone();
+        }
+        if self.storage_driver.is_some() {
+            config.storage_driver = self.storage_driver.clone();
+        }
+        if !self.storage_opts.is_empty() {
+            config.storage_opts = self.storage_opts.clone();
+        }
+        if let Some(d) = self.debug {
+            config.debug = d;
+        }
+        if let Some(l) = &self.log_level {
+            config.log_level = l.clone();
+        }
+        if let Some(p) = &self.pidfile {
+            config.pidfile = p.clone();
+        }
+        if self.group.is_some() {
+            config.group = self.group.clone();
+        }
+    }
+}
+
+fn validate(config: &DaemonConfig) -> Result<()> {
+    if !LOG_LEVELS.contains(&config.log_level.to_ascii_lowercase().as_str()) {
+        bail!("invalid logging level: {}", config.log_level);
+    }
+    for (what, p) in [
+        ("data-root", &config.data_root),
+        ("exec-root", &config.exec_root),
+        ("pidfile", &config.pidfile),
+    ] {
+        if !p.is_absolute() {
+            bail!("{what} must be an absolute path: {}", p.display());
+        }
+    }
+    Ok(())
+}
+
+impl DaemonConfig {
+    /// The `tracing` level for `log-level`, raised to debug by `-D`.
+    pub fn tracing_level(&self) -> tracing::Level {
+        if self.debug {
+            return tracing::Level::DEBUG;
+        }
+        match self.log_level.to_ascii_lowercase().as_str() {
+            "trace" => tracing::Level::TRACE,
+            "debug" => tracing::Level::DEBUG,
+            "info" => tracing::Level::INFO,
+            "warn" => tracing::Level::WARN,
+            _ => tracing::Level::ERROR,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn parse(args: &[&str], file: Option<&str>) -> Result<DaemonConfig> {
+        let mut argv = vec!["berthd"];
+        argv.extend_from_slice(args);
+        let matches = Flags::command().try_get_matches_from(argv).unwrap();
+        let flags = Flags::from_arg_matches(&matches).unwrap();
+        let file = file.map(|f| match serde_json::from_str(f).unwrap() {
+            Value::Object(m) => m,
+            _ => panic!("not an object"),
+        });
+        let config = merge(&flags, &matches, file)?;
+        validate(&config)?;
+        Ok(config)
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = parse(&[], None).unwrap();
+        assert_eq!(c, DaemonConfig::default());
+        assert_eq!(c.data_root, PathBuf::from("/var/lib/berth"));
+        assert_eq!(c.pidfile, PathBuf::from("/run/berth.pid"));
+    }
+
+    #[test]
+    fn flags_and_file_merge_when_disjoint() {
+        let c = parse(
+            &[
+                "-H",
+                "unix:///a.sock",
+                "-H",
+                "unix:///b.sock",
+                "-D",
+                "--storage-opt",
+                "size=1G",
+            ],
+            Some(r#"{"data-root": "/srv/berth", "storage-driver": "vfs", "log-level": "warn"}"#),
+        )
+        .unwrap();
+        assert_eq!(c.hosts, vec!["unix:///a.sock", "unix:///b.sock"]);
+        assert!(c.debug);
+        assert_eq!(c.storage_opts, vec!["size=1G"]);
+        assert_eq!(c.data_root, PathBuf::from("/srv/berth"));
+        assert_eq!(c.storage_driver.as_deref(), Some("vfs"));
+        assert_eq!(c.tracing_level(), tracing::Level::DEBUG);
+    }
+
+    #[test]
+    fn file_sets_every_key() {
+        let c = parse(
+            &[],
+            Some(
+                r#"{"hosts": ["unix:///x.sock"], "data-root": "/d", "exec-root": "/e",
+                    "storage-driver": "btrfs", "storage-opts": ["a=b"], "debug": true,
+                    "log-level": "error", "pidfile": "/p.pid", "group": "adm"}"#,
+            ),
+        )
+        .unwrap();
+        assert_eq!(c.hosts, vec!["unix:///x.sock"]);
+        assert_eq!(c.exec_root, PathBuf::from("/e"));
+        assert_eq!(c.storage_opts, vec!["a=b"]);
+        assert!(c.debug);
+        assert_eq!(c.group.as_deref(), Some("adm"));
+    }
+
+    #[test]
+    fn conflicts_are_refused_with_dockerd_wording() {
+        let err = parse(
+            &["-D", "-H", "unix:///a.sock", "--data-root", "/x"],
+            Some(r#"{"debug": false, "hosts": ["unix:///b.sock"], "exec-root": "/e"}"#),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(
+                "the following directives are specified both as a flag and in the configuration file: "
+            ),
+            "{err}"
+        );
+        assert!(err.contains("hosts: (from flag: [unix:///a.sock], from file: [unix:///b.sock])"));
+        assert!(err.contains("debug: (from flag: true, from file: false)"));
+        assert!(!err.contains("exec-root"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_dockerd_wording() {
+        let err = parse(
+            &[],
+            Some(r#"{"debug": true, "storage-opt": ["x"], "bogus": 1}"#),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("the following directives don't match any configuration option: "),
+            "{err}"
+        );
+        assert!(err.contains("bogus") && err.contains("storage-opt"));
+        // Command-line-only flags are not daemon.json keys.
+        assert!(parse(&[], Some(r#"{"validate": true}"#)).is_err());
+    }
+
+    #[test]
+    fn wrong_types_and_bad_levels_are_refused() {
+        let err = parse(&[], Some(r#"{"debug": "yes"}"#)).unwrap_err();
+        assert!(format!("{err:#}").starts_with("invalid JSON"), "{err:#}");
+        let err = parse(&["-l", "loud"], None).unwrap_err();
+        assert_eq!(err.to_string(), "invalid logging level: loud");
+        let err = parse(&["--data-root", "relative"], None).unwrap_err();
+        assert!(err.to_string().contains("absolute"));
+    }
+
+    #[test]
+    fn debug_accepts_an_explicit_value() {
+        assert!(!parse(&["--debug=false"], None).unwrap().debug);
+        assert!(parse(&["--debug"], None).unwrap().debug);
+    }
+
+    #[test]
+    fn config_file_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.json");
+        assert!(read_config_file(&missing, false).unwrap().is_none());
+        assert!(read_config_file(&missing, true).is_err());
+
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, "{ not json").unwrap();
+        let err = read_config_file(&bad, true).unwrap_err();
+        assert!(format!("{err:#}").starts_with("invalid JSON"));
+
+        let bom = dir.path().join("bom.json");
+        let mut f = std::fs::File::create(&bom).unwrap();
+        f.write_all("\u{feff}{\"debug\": true}\n".as_bytes())
+            .unwrap();
+        assert_eq!(
+            read_config_file(&bom, true).unwrap().unwrap()["debug"],
+            Value::Bool(true)
+        );
+
+        let empty = dir.path().join("empty.json");
+        std::fs::write(&empty, "  \n").unwrap();
+        assert!(read_config_file(&empty, true).unwrap().unwrap().is_empty());
+    }
+
+    #[test]
+    fn go_formatting_of_file_values() {
+        assert_eq!(go_format(&serde_json::json!(["a", "b"])), "[a b]");
+        assert_eq!(go_format(&serde_json::json!(true)), "true");
+        assert_eq!(go_format(&serde_json::json!("x")), "x");
+        assert_eq!(go_format(&serde_json::json!({"k": "v"})), "map[k:v]");
+    }
+}
