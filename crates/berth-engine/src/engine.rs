@@ -4,7 +4,7 @@
 //! named after what they act on (`images`, `system`, ...).
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use berth_storage::{Driver, DriverConfig, LayerStore};
 
@@ -34,6 +34,8 @@ pub struct Engine {
     pub(crate) layers: LayerStore,
     pub(crate) images: ImageStore,
     pub(crate) events: EventBus,
+    /// Held while images are stored, tagged or deleted.
+    pub(crate) image_ops: Mutex<()>,
 }
 
 impl Engine {
@@ -50,6 +52,7 @@ impl Engine {
             name: config.storage_driver.clone(),
             options: config.storage_opts.clone(),
         })?;
+        crate::scratch::clear(&config.data_root)?;
         let layers = LayerStore::open(&config.data_root, driver.clone())?;
         let images = ImageStore::open(&config.data_root)?;
         let engine = Engine {
@@ -58,6 +61,7 @@ impl Engine {
             layers,
             images,
             events: EventBus::new(),
+            image_ops: Mutex::new(()),
         };
         engine.reconcile()?;
         Ok(Arc::new(engine))
@@ -67,7 +71,7 @@ impl Engine {
     /// layers are held, and layers nothing holds are removed.
     fn reconcile(&self) -> Result<()> {
         let chains = self.images.all_top_layers();
-        self.layers.reconcile(&chains)?;
+        self.layers.reconcile(&chains, &Default::default())?;
         Ok(())
     }
 

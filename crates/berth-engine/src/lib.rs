@@ -10,6 +10,7 @@ pub mod events;
 pub mod filters;
 pub mod images;
 pub mod progress;
+mod scratch;
 pub mod system;
 
 pub use engine::{Engine, EngineConfig};

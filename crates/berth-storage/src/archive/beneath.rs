@@ -47,6 +47,25 @@ pub fn clean_entry_path(raw: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// Opens the regular file `rel` below `root` for reading; symlinks are
+/// followed only while they stay below `root`.
+pub fn open_file(root: impl AsFd, rel: &Path) -> Result<std::fs::File> {
+    match rustix::fs::openat2(
+        root,
+        rel,
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        BENEATH,
+    ) {
+        Ok(fd) => Ok(std::fs::File::from(fd)),
+        Err(Errno::NOENT) => Err(StorageError::NotFound(format!(
+            "{} does not exist in the archive",
+            rel.display()
+        ))),
+        Err(e) => Err(escape_error(rel, e)),
+    }
+}
+
 /// Opens `root` as a directory handle for the `*at` calls below.
 pub fn open_root(root: &Path) -> Result<OwnedFd> {
     rustix::fs::open(
