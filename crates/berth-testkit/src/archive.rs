@@ -520,6 +520,44 @@ fn write_outer_tar(files: &[(String, Vec<u8>, bool)]) -> (Vec<u8>, Vec<(String, 
     (builder.into_inner().expect("finish archive"), entries)
 }
 
+/// The regular files of a tar archive, by path (e.g. what `docker save`
+/// wrote), for tests that check an archive from outside.
+pub fn members(archive: &[u8]) -> std::io::Result<BTreeMap<String, Vec<u8>>> {
+    use std::io::Read;
+    let mut out = BTreeMap::new();
+    let mut reader = tar::Archive::new(archive);
+    for entry in reader.entries()? {
+        let mut entry = entry?;
+        if entry.header().entry_type().is_file() {
+            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data)?;
+            out.insert(name, data);
+        }
+    }
+    Ok(out)
+}
+
+/// `blob` decompressed if it starts with a gzip or zstd magic, else as is
+/// (how `docker load` treats layer blobs).
+pub fn decompress(blob: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    if blob.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(blob).read_to_end(&mut out)?;
+        Ok(out)
+    } else if blob.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        zstd::decode_all(blob)
+    } else {
+        Ok(blob.to_vec())
+    }
+}
+
+/// `data` compressed as `compression` (deterministically).
+pub fn compress(data: &[u8], compression: Compression) -> Vec<u8> {
+    compression.compress(data)
+}
+
 /// `sha256:<hex>` of `data`.
 pub fn sha256_digest(data: &[u8]) -> String {
     format!("sha256:{}", hex_sha256(data))
@@ -569,7 +607,6 @@ fn full_reference(reference: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
 
     fn small_image() -> ImageBuilder {
         ImageBuilder::new()
@@ -587,32 +624,11 @@ mod tests {
     }
 
     fn members(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
-        let mut archive = tar::Archive::new(bytes);
-        let mut out = BTreeMap::new();
-        for e in archive.entries().unwrap() {
-            let mut e = e.unwrap();
-            if e.header().entry_type() == tar::EntryType::Regular {
-                let name = e.path().unwrap().to_string_lossy().into_owned();
-                let mut data = Vec::new();
-                e.read_to_end(&mut data).unwrap();
-                out.insert(name, data);
-            }
-        }
-        out
+        super::members(bytes).unwrap()
     }
 
     fn decompress(blob: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        if blob.starts_with(&[0x1f, 0x8b]) {
-            flate2::read::GzDecoder::new(blob)
-                .read_to_end(&mut out)
-                .unwrap();
-        } else if blob.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            out = zstd::decode_all(blob).unwrap();
-        } else {
-            out = blob.to_vec();
-        }
-        out
+        super::decompress(blob).unwrap()
     }
 
     #[test]

@@ -177,6 +177,7 @@ impl DaemonBuilder {
             log_path: dir.join("berthd.log"),
             cli,
             starts: 0,
+            run_log_offset: 0,
             scratch: Some(scratch),
             loopfs: self.loopfs,
         };
@@ -191,7 +192,7 @@ pub struct StartFailure {
     /// The exit status if it exited (a refusal), `None` if it hung.
     pub exit: Option<ExitStatus>,
     pub reason: String,
-    /// Everything berthd printed (stdout and stderr).
+    /// Everything berthd printed (stdout and stderr) in this attempt.
     pub log: String,
 }
 
@@ -219,6 +220,8 @@ pub struct Daemon {
     log_path: PathBuf,
     cli: DockerCli,
     starts: u32,
+    /// Where the latest run's output starts in the log file.
+    run_log_offset: u64,
     scratch: Option<TempDir>,
     /// Last field: dropped after everything above, so the filesystem is
     /// unmounted only once the daemon is gone.
@@ -288,6 +291,13 @@ impl Daemon {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// What berthd printed in its latest run only.
+    pub fn run_log(&self) -> String {
+        let bytes = std::fs::read(&self.log_path).unwrap_or_default();
+        let from = (self.run_log_offset as usize).min(bytes.len());
+        String::from_utf8_lossy(&bytes[from..]).into_owned()
+    }
+
     /// The docker CLI for this daemon.
     pub fn cli(&self) -> &DockerCli {
         &self.cli
@@ -314,12 +324,16 @@ impl Daemon {
     }
 
     /// Raw HTTP to the socket through `curl --unix-socket` (a real client,
-    /// for status codes and bodies the docker CLI hides).
+    /// for status codes, headers and bodies the docker CLI hides). `path`
+    /// may carry a version prefix and query: `/v1.24/images/json?all=1`.
     pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> ApiResponse {
         let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "--max-time", "120", "--unix-socket"])
+        cmd.args(["-sS", "-i", "--max-time", "120", "--unix-socket"])
             .arg(&self.socket)
-            .args(["-X", method, "-w", "\n%{http_code}"]);
+            .args(["-X", method]);
+        if method == "HEAD" {
+            cmd.arg("--head");
+        }
         if let Some(body) = body {
             cmd.args([
                 "-H",
@@ -330,13 +344,7 @@ impl Daemon {
         }
         cmd.arg(format!("http://localhost{path}"));
         let out = cmd.output().unwrap_or_else(|e| panic!("running curl: {e}"));
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
-        ApiResponse {
-            status: code.trim().parse().unwrap_or(0),
-            body: body.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        ApiResponse::parse(&out.stdout, &out.stderr)
     }
 
     /// Starts berthd again (after [`Daemon::stop`] or [`Daemon::kill9`]) and
@@ -357,6 +365,9 @@ impl Daemon {
             log: String::new(),
         })?;
         self.starts += 1;
+        self.run_log_offset = std::fs::metadata(&self.log_path)
+            .map(|m| m.len())
+            .unwrap_or(0);
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -434,7 +445,7 @@ impl Daemon {
                 return Err(StartFailure {
                     exit: Some(status),
                     reason: format!("berthd exited ({status}) before answering /_ping"),
-                    log: self.log(),
+                    log: self.run_log(),
                 });
             }
             if ping(&self.socket) {
@@ -449,7 +460,7 @@ impl Daemon {
                         self.socket.display(),
                         self.settings.start_timeout
                     ),
-                    log: self.log(),
+                    log: self.run_log(),
                 });
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -584,15 +595,60 @@ impl std::fmt::Display for Leftovers {
 }
 
 /// A response from [`Daemon::api`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ApiResponse {
     /// HTTP status (0 if curl could not connect).
     pub status: u16,
+    /// Header names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
     pub body: String,
     pub stderr: String,
 }
 
 impl ApiResponse {
+    fn parse(raw: &[u8], stderr: &[u8]) -> ApiResponse {
+        let text = String::from_utf8_lossy(raw).into_owned();
+        let mut rest = text.as_str();
+        let mut resp = ApiResponse {
+            stderr: String::from_utf8_lossy(stderr).into_owned(),
+            ..ApiResponse::default()
+        };
+        // Skip interim responses (100 Continue) to the final header block.
+        loop {
+            let Some((head, body)) = rest.split_once("\r\n\r\n") else {
+                resp.body = rest.to_string();
+                return resp;
+            };
+            let mut lines = head.lines();
+            let status_line = lines.next().unwrap_or("");
+            let status = status_line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            if (100..200).contains(&status) {
+                rest = body;
+                continue;
+            }
+            resp.status = status;
+            resp.headers = lines
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                .collect();
+            resp.body = body.to_string();
+            return resp;
+        }
+    }
+
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     #[track_caller]
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body)
@@ -676,4 +732,33 @@ pub fn layer_state(data_root: &Path, driver: &str) -> BTreeSet<PathBuf> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_curl_include_output() {
+        let raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nApi-Version: 1.51\r\nContent-Type: application/json\r\n\r\n{\"message\":\"page not found\"}\n";
+        let r = ApiResponse::parse(raw, b"");
+        assert_eq!(r.status, 404);
+        assert_eq!(r.header("api-version"), Some("1.51"));
+        assert_eq!(r.json()["message"], "page not found");
+    }
+
+    #[test]
+    fn layer_state_lists_two_levels() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("layers/sha256/abc/deeper")).unwrap();
+        std::fs::create_dir_all(dir.path().join("vfs/dir/x")).unwrap();
+        std::fs::create_dir_all(dir.path().join("other/ignored")).unwrap();
+        let s = layer_state(dir.path(), "vfs");
+        let expect: BTreeSet<PathBuf> =
+            ["layers/sha256", "layers/sha256/abc", "vfs/dir", "vfs/dir/x"]
+                .iter()
+                .map(PathBuf::from)
+                .collect();
+        assert_eq!(s, expect);
+    }
 }

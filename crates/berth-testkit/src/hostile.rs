@@ -16,9 +16,9 @@ const CLIMB: &str = "../../../../../../../../../../../../../../../..";
 /// The kinds of bad archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hostile {
-    /// The busybox image with manifest and config first, cut halfway through
-    /// the layer blob that comes last in the archive: the others arrive
-    /// whole, that one does not.
+    /// Busybox base plus two random-data layers, manifest and config first,
+    /// cut halfway through the layer blob that comes last in the archive:
+    /// the others arrive whole, that one does not.
     Truncated,
     /// A layer entry `../../…/tmp/<marker>`.
     ParentEscape,
@@ -76,7 +76,21 @@ impl Hostile {
         };
         let image = match self {
             Hostile::Truncated => {
-                let img = busybox::image()?.tags(&[&tag]).metadata_first(true).build();
+                // Two layers of their own after the shared base, so a
+                // loader that commits layers as they stream has something
+                // to clean up.
+                let random = |seed: u64, name: &str| {
+                    LayerTar::new().dir("random", 0o755).file(
+                        &format!("random/{name}"),
+                        0o644,
+                        busybox::random_bytes(seed, 512 * 1024),
+                    )
+                };
+                let img = base()?
+                    .layer(random(101, "a.bin"), "add a.bin")
+                    .layer(random(102, "b.bin"), "add b.bin")
+                    .metadata_first(true)
+                    .build();
                 let bytes = img.truncated_in_last_layer();
                 return Ok(HostileArchive {
                     kind: self,
