@@ -8,6 +8,7 @@ use axum::response::Response;
 use berth_engine::Progress;
 use bytes::Bytes;
 use serde::Serialize;
+use std::future::Future;
 use tokio::sync::mpsc;
 
 /// One message of the stream; field order and omissions as dockerd's.
@@ -134,14 +135,19 @@ fn four_significant(v: f64) -> String {
     }
 }
 
-/// A 200 response streaming `rx` as JSON messages, optionally after
-/// `first` (a message produced before the engine started).
-pub fn response(rx: mpsc::Receiver<Progress>) -> Response {
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+/// A 200 response streaming `rx` as JSON messages; the body ends once the
+/// channel closes and `finish` (e.g. draining the upload) is done.
+pub fn response<F>(rx: mpsc::Receiver<Progress>, finish: F) -> Response
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    use futures_util::StreamExt;
+    let messages = futures_util::stream::unfold(rx, |mut rx| async move {
         let p = rx.recv().await?;
         Some((Ok::<_, std::convert::Infallible>(encode(&p)), rx))
     });
-    with_body(Body::from_stream(stream))
+    let end = futures_util::stream::once(finish).filter_map(|()| async { None });
+    with_body(Body::from_stream(messages.chain(end)))
 }
 
 /// A 200 response whose whole stream is the one error `message` (dockerd

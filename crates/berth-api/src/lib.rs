@@ -11,6 +11,7 @@ pub mod query;
 pub mod request_log;
 mod routes;
 pub mod server;
+pub mod upload;
 pub mod version;
 
 use std::sync::Arc;

@@ -30,9 +30,6 @@ pub trait Listener: Send + 'static {
 
     /// Waits for the next connection.
     fn accept(&mut self) -> impl Future<Output = io::Result<Self::Io>> + Send;
-
-    /// Where this listener listens, for logs (`unix:///run/berth.sock`).
-    fn describe(&self) -> String;
 }
 
 impl Listener for tokio::net::UnixListener {
@@ -40,17 +37,6 @@ impl Listener for tokio::net::UnixListener {
 
     async fn accept(&mut self) -> io::Result<Self::Io> {
         tokio::net::UnixListener::accept(self).await.map(|(s, _)| s)
-    }
-
-    fn describe(&self) -> String {
-        match self
-            .local_addr()
-            .ok()
-            .and_then(|a| a.as_pathname().map(|p| p.to_owned()))
-        {
-            Some(p) => format!("unix://{}", p.display()),
-            None => "unix://(unnamed)".to_string(),
-        }
     }
 }
 
@@ -62,13 +48,6 @@ impl Listener for tokio::net::TcpListener {
         // API responses are small and interactive; don't wait to batch.
         let _ = stream.set_nodelay(true);
         Ok(stream)
-    }
-
-    fn describe(&self) -> String {
-        match self.local_addr() {
-            Ok(a) => format!("tcp://{a}"),
-            Err(_) => "tcp://(unknown)".to_string(),
-        }
     }
 }
 
@@ -93,13 +72,14 @@ impl Server {
         }
     }
 
-    /// Starts accepting on `listener` (call from inside the runtime).
-    pub fn serve<L: Listener>(&self, mut listener: L) {
+    /// Starts accepting on `listener`, known in logs as `addr` (e.g.
+    /// `unix:///run/berth.sock`). Call from inside the runtime.
+    pub fn serve<L: Listener>(&self, mut listener: L, addr: impl Into<String>) {
         let service = self.service.clone();
         let graceful = self.graceful.clone();
         let force = self.force.clone();
         let tasks = self.tasks.clone();
-        let addr = listener.describe();
+        let addr = addr.into();
         tracing::info!("API listen on {addr}");
         self.tasks.spawn(async move {
             loop {
@@ -156,6 +136,9 @@ async fn serve_connection<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let conn = http1::Builder::new()
+        // Header names as dockerd (Go) writes them: `Api-Version`, not
+        // `api-version`. Clients must not care; some scripts do.
+        .title_case_headers(true)
         .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
         .with_upgrades();
     tokio::pin!(conn);

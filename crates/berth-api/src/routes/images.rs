@@ -14,11 +14,12 @@ use berth_engine::ErrorKind;
 use futures_util::TryStreamExt;
 use serde_json::{json, Value};
 
-use super::{blocking, body_reader, json_ok, AppState};
+use super::{blocking, json_ok, AppState};
 use crate::error::ApiError;
 use crate::filters::parse_filters;
 use crate::json_stream;
 use crate::query::Query;
+use crate::upload::upload;
 use crate::version::ApiVersion;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -187,10 +188,14 @@ async fn save(State(state): State<AppState>, names: Vec<String>) -> Result<Respo
 async fn load(State(state): State<AppState>, q: Query, body: Body) -> Response {
     // dockerd defaults to quiet when the parameter is absent.
     let quiet = q.bool_or("quiet", true);
-    match state.engine.load_images(body_reader(body), quiet).await {
-        Ok(rx) => json_stream::response(rx),
+    let (body, rest) = upload(body);
+    match state.engine.load_images(Box::new(body), quiet).await {
+        Ok(rx) => json_stream::response(rx, rest.drain()),
         // dockerd reports every load failure inside the 200 stream.
-        Err(e) => json_stream::error_response(&e.to_string()),
+        Err(e) => {
+            rest.drain().await;
+            json_stream::error_response(&e.to_string())
+        }
     }
 }
 
@@ -234,8 +239,14 @@ async fn create(
             .filter(|_| v.ge("1.32"))
             .map(str::to_string),
     };
-    let rx = state.engine.import_image(body_reader(body), opts).await?;
-    Ok(json_stream::response(rx))
+    let (body, rest) = upload(body);
+    match state.engine.import_image(Box::new(body), opts).await {
+        Ok(rx) => Ok(json_stream::response(rx, rest.drain())),
+        Err(e) => {
+            rest.drain().await;
+            Err(e.into())
+        }
+    }
 }
 
 fn internal(e: serde_json::Error) -> ApiError {

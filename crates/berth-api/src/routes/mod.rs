@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use berth_engine::{Engine, ErrorKind};
 use serde::Serialize;
-use tokio::io::AsyncRead;
 
 use crate::error::ApiError;
 use crate::version;
@@ -82,12 +81,4 @@ where
         .await
         .map_err(|e| ApiError::new(ErrorKind::Internal, format!("engine task failed: {e}")))?
         .map_err(ApiError::from)
-}
-
-/// A request body as the byte reader engine operations consume; the body
-/// streams, nothing is buffered here.
-pub(crate) fn body_reader(body: Body) -> Box<dyn AsyncRead + Send + Unpin> {
-    use futures_util::TryStreamExt;
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
-    Box::new(tokio_util::io::StreamReader::new(stream))
 }
