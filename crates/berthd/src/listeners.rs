@@ -80,7 +80,8 @@ pub fn parse_host(raw: &str) -> Result<HostAddr> {
 /// A bound listener and what to clean up when it closes.
 pub enum Bound {
     Unix(tokio::net::UnixListener, SocketFile),
-    Tcp(tokio::net::TcpListener),
+    /// The listener and its address for logs (`tcp://127.0.0.1:2375`).
+    Tcp(tokio::net::TcpListener, String),
 }
 
 /// Binds every address; the first failure aborts (already bound unix
@@ -107,7 +108,14 @@ pub async fn bind_all(hosts: &[String], group: Option<&str>) -> Result<Vec<Bound
                     .with_context(|| format!("can't create unix socket {}", path.display()))?;
                 Bound::Unix(l, file)
             }
-            HostAddr::Tcp(host, port) => Bound::Tcp(bind_tcp(host, *port).await?),
+            HostAddr::Tcp(host, port) => {
+                let l = bind_tcp(host, *port).await?;
+                let shown = l
+                    .local_addr()
+                    .map(|a| format!("tcp://{a}"))
+                    .unwrap_or(addr.to_string());
+                Bound::Tcp(l, shown)
+            }
         });
     }
     Ok(bound)
@@ -138,6 +146,12 @@ pub struct SocketFile {
     path: PathBuf,
     dev: u64,
     ino: u64,
+}
+
+impl std::fmt::Display for SocketFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unix://{}", self.path.display())
+    }
 }
 
 impl Drop for SocketFile {

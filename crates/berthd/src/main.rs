@@ -6,7 +6,10 @@
 mod config;
 mod listeners;
 mod pidfile;
+mod root_lock;
 
+use std::io::IsTerminal;
+use std::os::unix::fs::DirBuilderExt;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +22,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::config::DaemonConfig;
 use crate::listeners::Bound;
 use crate::pidfile::Pidfile;
+use crate::root_lock::RootLock;
 
 /// How long in-flight API requests get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -60,6 +64,7 @@ fn init_logging(config: &DaemonConfig) {
     });
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .init();
 }
@@ -68,11 +73,15 @@ async fn run(config: DaemonConfig) -> Result<()> {
     if config.debug {
         tracing::debug!(?config, "configuration");
     }
-    // Order matters: the pidfile and the sockets are what keep a second
-    // daemon off this data root, so both are taken before the engine
-    // touches it.
+    // Order matters: the pidfile, the data-root lock and the sockets keep
+    // a second daemon out, so all are taken before the engine touches disk.
     let pidfile = Pidfile::acquire(&config.pidfile)?;
-    std::fs::create_dir_all(&config.exec_root)
+    let root_lock = RootLock::acquire(&config.data_root)?;
+    // Runtime state (bundles, shim sockets) is root's business only.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.exec_root)
         .with_context(|| format!("create exec root {}", config.exec_root.display()))?;
     let bound = listeners::bind_all(&config.hosts, config.group.as_deref()).await?;
 
@@ -102,10 +111,10 @@ async fn run(config: DaemonConfig) -> Result<()> {
     for b in bound {
         match b {
             Bound::Unix(l, file) => {
-                server.serve(l);
+                server.serve(l, file.to_string());
                 socket_files.push(file);
             }
-            Bound::Tcp(l) => server.serve(l),
+            Bound::Tcp(l, addr) => server.serve(l, addr),
         }
     }
 
@@ -116,6 +125,7 @@ async fn run(config: DaemonConfig) -> Result<()> {
     tokio::task::spawn_blocking(move || engine.shutdown())
         .await
         .context("engine shutdown task")?;
+    drop(root_lock);
     drop(pidfile);
     tracing::info!("Daemon shutdown complete");
     Ok(())
