@@ -408,7 +408,7 @@ pub struct BuiltImage {
     pub id: String,
     /// `sha256:<hex>` of each uncompressed layer tar, base first.
     pub diff_ids: Vec<String>,
-    /// Each layer's size as dockerd computes it (see [`LayerTar::content_size`]).
+    /// Each layer's size as berth reports it (see [`LayerTar::content_size`]).
     pub layer_sizes: Vec<u64>,
     pub config: Value,
     pub repo_tags: Vec<String>,
