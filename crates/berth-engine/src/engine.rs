@@ -25,6 +25,15 @@ pub struct EngineConfig {
     pub storage_opts: Vec<String>,
     /// `-D/--debug`.
     pub debug: bool,
+    /// OCI runtimes by name (`--add-runtime name=path`; runc and crun
+    /// are known by default when installed).
+    pub runtimes: std::collections::BTreeMap<String, PathBuf>,
+    /// `--default-runtime` (default `runc`).
+    pub default_runtime: String,
+    /// The `berth-shim` binary (default: next to berthd).
+    pub shim_binary: PathBuf,
+    /// The init binary for `--init` (`--init-path`; default: tini if installed).
+    pub init_binary: Option<PathBuf>,
 }
 
 /// The engine. Cheap to share behind an `Arc`.

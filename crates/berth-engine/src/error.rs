@@ -16,6 +16,8 @@ pub enum ErrorKind {
     Forbidden,
     /// 501: not implemented by berth (yet).
     NotImplemented,
+    /// 304: nothing to do (start of a running container, stop of a stopped one).
+    NotModified,
     /// 500: everything else.
     Internal,
 }
@@ -35,6 +37,8 @@ pub enum EngineError {
     NotImplemented(String),
     #[error("{0}")]
     Internal(String),
+    #[error("{0}")]
+    NotModified(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("{context}: {source}")]
@@ -54,6 +58,7 @@ impl EngineError {
             EngineError::InvalidParameter(_) => ErrorKind::InvalidParameter,
             EngineError::Forbidden(_) => ErrorKind::Forbidden,
             EngineError::NotImplemented(_) => ErrorKind::NotImplemented,
+            EngineError::NotModified(_) => ErrorKind::NotModified,
             EngineError::Internal(_) | EngineError::Io { .. } => ErrorKind::Internal,
             EngineError::Storage(e) if e.is_invalid_input() => ErrorKind::InvalidParameter,
             EngineError::Storage(e) if e.is_not_found() => ErrorKind::NotFound,

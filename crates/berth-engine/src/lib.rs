@@ -4,14 +4,17 @@
 //!
 //! This crate knows nothing of HTTP.
 
+pub mod containers;
 pub mod engine;
 pub mod error;
 pub mod events;
 pub mod filters;
 pub mod images;
 pub mod progress;
+pub mod runtime;
 mod scratch;
 pub mod system;
+pub mod volumes;
 
 pub use engine::{Engine, EngineConfig};
 pub use error::{EngineError, ErrorKind, Result};

@@ -91,6 +91,14 @@ async fn run(config: DaemonConfig) -> Result<()> {
         storage_driver: config.storage_driver.clone(),
         storage_opts: config.storage_opts.clone(),
         debug: config.debug,
+        // Wired to --add-runtime/--default-runtime/--init-path in the containers work.
+        runtimes: Default::default(),
+        default_runtime: "runc".into(),
+        shim_binary: std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("berth-shim")))
+            .unwrap_or_else(|| "berth-shim".into()),
+        init_binary: None,
     };
     let engine = tokio::task::spawn_blocking(move || -> Result<Arc<Engine>> {
         let engine = Engine::open(engine_config)?;
