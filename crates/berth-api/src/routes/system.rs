@@ -48,8 +48,10 @@ async fn ping_head() -> Response {
     ping_response(Body::empty(), "0")
 }
 
-async fn version(State(state): State<AppState>) -> Response {
-    json_ok(&state.engine.version())
+async fn version(State(state): State<AppState>) -> Result<Response, ApiError> {
+    // Asks the runtime binary for its version: a child process.
+    let version = blocking(&state, |engine| Ok(engine.version())).await?;
+    Ok(json_ok(&version))
 }
 
 async fn info(
