@@ -103,7 +103,7 @@ pub trait Driver: Send + Sync {
     ) -> Result<ApplyStats> {
         let _ = parent;
         let root = self.mount(id)?;
-        let result = archive::apply_layer(&root, tar, WhiteoutFormat::Delete, split);
+        let result = archive::apply_layer(&root, &[], tar, WhiteoutFormat::Delete, split);
         let unmounted = self.unmount(id);
         let stats = result?;
         unmounted?;

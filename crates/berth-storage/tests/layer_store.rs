@@ -321,3 +321,23 @@ fn reconcile_removes_unheld_and_half_made_layers() {
     assert_eq!(layers[0].chain_id, kept.chain_id);
     assert_eq!(store.driver().list().unwrap(), vec![kept.cache_id.clone()]);
 }
+
+#[test]
+fn refuses_writing_through_a_parent_layers_symlink() {
+    for driver in ["vfs", "overlay2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(driver, dir.path());
+        let parent = TarBuilder::new().symlink("evil", "/").build();
+        let l1 = store
+            .register(None, &mut Cursor::new(parent), None)
+            .unwrap();
+        let child = TarBuilder::new().file("evil/tmp/pwned", b"x").build();
+        let err = store
+            .register(Some(&l1.chain_id), &mut Cursor::new(child), None)
+            .unwrap_err();
+        assert!(err.is_invalid_input(), "{driver}: {err}");
+        assert!(err.to_string().contains("symlink"), "{driver}: {err}");
+        assert_eq!(store.list().len(), 1, "{driver}: only the parent remains");
+        assert!(!std::path::Path::new("/tmp/pwned").exists());
+    }
+}

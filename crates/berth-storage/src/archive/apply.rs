@@ -75,8 +75,14 @@ fn archive_error(e: io::Error) -> StorageError {
 /// says and recording the framing into `split`. The whole stream is read,
 /// including anything after the end-of-archive marker, so a caller hashing
 /// `input` sees every byte.
+///
+/// `lowers` (overlay2: the parent layers' directories, topmost first) make
+/// the same symlink check the naive drivers get for free: a directory the
+/// archive creates implicitly must not stand where the layers below have a
+/// symlink, or the archive would be writing "through" it.
 pub fn apply_layer(
     root: &Path,
+    lowers: &[PathBuf],
     input: &mut dyn Read,
     whiteouts: WhiteoutFormat,
     mut split: Option<&mut SplitRecorder>,
@@ -89,6 +95,7 @@ pub fn apply_layer(
     };
     let mut applier = Applier {
         root: open_root(root)?,
+        lowers,
         whiteouts,
         created: HashSet::new(),
         dir_times: Vec::new(),
@@ -107,8 +114,9 @@ pub fn apply_layer(
     applier.finish()
 }
 
-struct Applier {
+struct Applier<'l> {
     root: OwnedFd,
+    lowers: &'l [PathBuf],
     whiteouts: WhiteoutFormat,
     /// Paths this archive created; an opaque whiteout keeps them.
     created: HashSet<PathBuf>,
@@ -116,7 +124,7 @@ struct Applier {
     size: u64,
 }
 
-impl Applier {
+impl Applier<'_> {
     fn apply_entry<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
@@ -145,10 +153,7 @@ impl Applier {
         if name.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()) {
             return self.whiteout(parent, name, entry);
         }
-        let created = &mut self.created;
-        let dir = ensure_dir(&self.root, parent, |p| {
-            created.insert(p.to_path_buf());
-        })?;
+        let dir = self.ensure_parent(parent)?;
         let existing = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW);
         let keep_dir = match existing {
             Ok(st) => {
@@ -300,18 +305,12 @@ impl Applier {
                 None => Ok(()),
             },
             (WhiteoutFormat::Overlay, true) => {
-                let created = &mut self.created;
-                let dir = ensure_dir(&self.root, parent, |p| {
-                    created.insert(p.to_path_buf());
-                })?;
+                let dir = self.ensure_parent(parent)?;
                 set_xattr(&dir, None, OPAQUE_XATTR, b"y")
                     .map_err(|e| StorageError::io(format!("mark {:?} opaque", parent), e.into()))
             }
             (WhiteoutFormat::Overlay, false) => {
-                let created = &mut self.created;
-                let dir = ensure_dir(&self.root, parent, |p| {
-                    created.insert(p.to_path_buf());
-                })?;
+                let dir = self.ensure_parent(parent)?;
                 remove_all_at(&dir, target)?;
                 rustix::fs::mknodat(&dir, target, FileType::CharacterDevice, Mode::empty(), 0)
                     .map_err(|e| {
@@ -330,6 +329,22 @@ impl Applier {
         }
     }
 
+    /// Opens (making as needed) the parent directory of an entry.
+    fn ensure_parent(&mut self, parent: &Path) -> Result<OwnedFd> {
+        let created = &mut self.created;
+        let lowers = self.lowers;
+        ensure_dir(&self.root, parent, |p| {
+            if lower_is_symlink(lowers, p) {
+                return Err(StorageError::InvalidArchive(format!(
+                    "invalid archive entry under {:?}: it would be written through a symlink of a lower layer",
+                    p
+                )));
+            }
+            created.insert(p.to_path_buf());
+            Ok(())
+        })
+    }
+
     /// Sets directory times last: creating children changes them.
     fn finish(self) -> Result<ApplyStats> {
         for (rel, times) in self.dir_times.iter().rev() {
@@ -340,6 +355,17 @@ impl Applier {
         }
         Ok(ApplyStats { size: self.size })
     }
+}
+
+/// Whether `rel` is a symlink in the union of `lowers` (topmost first).
+fn lower_is_symlink(lowers: &[PathBuf], rel: &Path) -> bool {
+    for layer in lowers {
+        match std::fs::symlink_metadata(layer.join(rel)) {
+            Ok(m) => return m.file_type().is_symlink(),
+            Err(_) => continue,
+        }
+    }
+    false
 }
 
 /// Copies exactly `size` bytes of entry content; a short read is a

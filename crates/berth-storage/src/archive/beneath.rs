@@ -118,9 +118,13 @@ pub fn open_dir(root: impl AsFd, rel: &Path) -> Result<Option<OwnedFd>> {
 }
 
 /// Opens directory `rel` below `root`, creating missing components with
-/// mode 0755 (as dockerd does for implicit parents). Calls `created` for
-/// every directory it had to make.
-pub fn ensure_dir(root: impl AsFd, rel: &Path, mut created: impl FnMut(&Path)) -> Result<OwnedFd> {
+/// mode 0755 (as dockerd does for implicit parents). Calls `creating` for
+/// every directory it is about to make; an error from it stops the walk.
+pub fn ensure_dir(
+    root: impl AsFd,
+    rel: &Path,
+    mut creating: impl FnMut(&Path) -> Result<()>,
+) -> Result<OwnedFd> {
     let root = root.as_fd();
     if let Some(fd) = open_dir(root, rel)? {
         return Ok(fd);
@@ -134,8 +138,9 @@ pub fn ensure_dir(root: impl AsFd, rel: &Path, mut created: impl FnMut(&Path)) -
         match open_dir(root, &prefix)? {
             Some(fd) => current = fd,
             None => {
+                creating(&prefix)?;
                 match rustix::fs::mkdirat(&current, name, Mode::from_raw_mode(0o755)) {
-                    Ok(()) => created(&prefix),
+                    Ok(()) => {}
                     Err(Errno::EXIST) => {}
                     Err(e) => return Err(escape_error(&prefix, e)),
                 }
@@ -243,14 +248,14 @@ mod tests {
         std::os::unix::fs::symlink("../../..", dir.path().join("up")).unwrap();
         let root = open_root(dir.path()).unwrap();
         assert!(matches!(
-            ensure_dir(&root, Path::new("evil/tmp"), |_| {}),
+            ensure_dir(&root, Path::new("evil/tmp"), |_| Ok(())),
             Err(StorageError::InvalidArchive(_))
         ));
         assert!(matches!(
             open_dir(&root, Path::new("up")),
             Err(StorageError::InvalidArchive(_))
         ));
-        let made = ensure_dir(&root, Path::new("a/b/c"), |_| {});
+        let made = ensure_dir(&root, Path::new("a/b/c"), |_| Ok(()));
         assert!(made.is_ok());
         assert!(dir.path().join("a/b/c").is_dir());
     }

@@ -294,7 +294,14 @@ impl Driver for Overlay2 {
         tar: &mut dyn Read,
         split: Option<&mut SplitRecorder>,
     ) -> Result<ApplyStats> {
-        archive::apply_layer(&self.diff_dir(id), tar, WhiteoutFormat::Overlay, split)
+        let lowers = self.lower_dirs(id)?;
+        archive::apply_layer(
+            &self.diff_dir(id),
+            &lowers,
+            tar,
+            WhiteoutFormat::Overlay,
+            split,
+        )
     }
 
     fn content_root(&self, id: &str) -> Result<PathBuf> {
