@@ -20,7 +20,9 @@ use berth_testkit::{
     busybox, BuiltImage, Compression, Daemon, Hostile, ImageBuilder, LayerTar, Layout,
 };
 use serde_json::json;
-use support::{assert_no_layers, image_ids, image_refs, inspect, load, load_busybox, Backend};
+use support::{
+    assert_no_layers, image_ids, image_refs, inspect, load, load_busybox, mount_points, Backend,
+};
 
 per_driver!(
     load_docker_save_three_layers,
@@ -634,6 +636,7 @@ fn bad_input(backend: Backend, kind: Hostile) {
     let d = backend.daemon();
     let good = load_busybox(&d);
     let before = layer_state(d.data_root(), backend.driver());
+    let mounts_before = mount_points(&d);
     let marker = unique_name("berth-pwned");
     let archive = kind.build(&marker).unwrap();
     let path = support::archive_file(&d, "hostile.tar", &archive.bytes);
@@ -656,11 +659,7 @@ fn bad_input(backend: Backend, kind: Hostile) {
         planted.is_empty(),
         "{kind:?} wrote outside the data root: {planted:?}"
     );
-    assert!(
-        d.mounts().is_empty(),
-        "{kind:?}: mounts left: {:?}",
-        d.mounts()
-    );
+    assert_eq!(mount_points(&d), mounts_before, "{kind:?}: mounts changed");
 
     // The daemon is fine and the good image intact.
     assert_eq!(
@@ -709,6 +708,7 @@ fn sigkill_during_load_then_restart(backend: Backend) {
     let mut d = backend.daemon();
     let good = load_busybox(&d);
     let before = layer_state(d.data_root(), backend.driver());
+    let mounts_before = mount_points(&d);
     let large = busybox::large_image(large_mib(), 4)
         .unwrap()
         .metadata_first(true)
@@ -763,11 +763,7 @@ fn sigkill_during_load_then_restart(backend: Backend) {
         before,
         "orphaned layers or metadata after restart"
     );
-    assert!(
-        d.mounts().is_empty(),
-        "mounts after restart: {:?}",
-        d.mounts()
-    );
+    assert_eq!(mount_points(&d), mounts_before, "mounts after restart");
 
     // The same load now completes.
     load_large(&d, &large);

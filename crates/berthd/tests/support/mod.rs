@@ -89,9 +89,12 @@ impl Backend {
             Backend::Overlay2 => home.clone(),
             Backend::Vfs => home.join("dir"),
         };
+        // Only directories: overlay2's home also holds files (dockerd keeps
+        // `backingFsBlockDev` there) and the short-name dir `l`.
         let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map(|rd| {
                 rd.flatten()
+                    .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
                     .map(|e| e.path())
                     .filter(|p| !(self == Backend::Overlay2 && p.file_name() == Some("l".as_ref())))
                     .collect()
@@ -179,6 +182,13 @@ pub fn image_refs(daemon: &Daemon) -> BTreeSet<String> {
 pub fn inspect(daemon: &Daemon, name: &str) -> serde_json::Value {
     let v = daemon.docker(&["image", "inspect", name]).ok().json();
     v[0].clone()
+}
+
+/// Mount points at or below the daemon's data and exec roots, for
+/// before/after comparisons (a daemon may keep mounts of its own while it
+/// runs, as dockerd does with its driver home).
+pub fn mount_points(daemon: &Daemon) -> BTreeSet<PathBuf> {
+    daemon.mounts().into_iter().map(|m| m.mount_point).collect()
 }
 
 /// Asserts that nothing of the image store is on disk any more: no layer
