@@ -62,7 +62,7 @@ impl Read for Tap<'_> {
     }
 }
 
-fn archive_error(e: io::Error) -> StorageError {
+pub(super) fn archive_error(e: io::Error) -> StorageError {
     match e.kind() {
         io::ErrorKind::UnexpectedEof => {
             StorageError::InvalidArchive("unexpected EOF: the archive is truncated".into())
@@ -370,7 +370,7 @@ fn lower_is_symlink(lowers: &[PathBuf], rel: &Path) -> bool {
 
 /// Copies exactly `size` bytes of entry content; a short read is a
 /// truncated archive, a failed write is the filesystem's fault.
-fn copy_exact(src: &mut dyn Read, dst: &mut File, size: u64, rel: &Path) -> Result<()> {
+pub(super) fn copy_exact(src: &mut dyn Read, dst: &mut File, size: u64, rel: &Path) -> Result<()> {
     let mut buf = vec![0u8; 128 * 1024];
     let mut left = size;
     while left > 0 {
@@ -387,9 +387,9 @@ fn copy_exact(src: &mut dyn Read, dst: &mut File, size: u64, rel: &Path) -> Resu
 }
 
 /// Ownership, permissions, extended attributes and times of an entry.
-struct Meta {
-    uid: u32,
-    gid: u32,
+pub(super) struct Meta {
+    pub(super) uid: u32,
+    pub(super) gid: u32,
     mode: u32,
     mtime: Timespec,
     atime: Timespec,
@@ -397,7 +397,7 @@ struct Meta {
 }
 
 impl Meta {
-    fn of<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta> {
+    pub(super) fn of<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta> {
         let header = entry.header();
         let old = header.as_old();
         let uid = lenient(header.uid(), &old.uid)? as u32;
@@ -440,14 +440,14 @@ impl Meta {
         })
     }
 
-    fn times(&self) -> Timestamps {
+    pub(super) fn times(&self) -> Timestamps {
         Timestamps {
             last_access: self.atime,
             last_modification: self.mtime,
         }
     }
 
-    fn apply(&self, dir: &OwnedFd, name: &OsStr, chmod: bool) -> Result<()> {
+    pub(super) fn apply(&self, dir: &OwnedFd, name: &OsStr, chmod: bool) -> Result<()> {
         rustix::fs::chownat(
             dir,
             name,
@@ -497,7 +497,7 @@ fn parse_pax_time(value: &[u8]) -> Option<Timespec> {
     Some(Timespec { tv_sec, tv_nsec })
 }
 
-fn set_times(dir: &OwnedFd, name: &OsStr, times: &Timestamps, rel: &Path) -> Result<()> {
+pub(super) fn set_times(dir: &OwnedFd, name: &OsStr, times: &Timestamps, rel: &Path) -> Result<()> {
     rustix::fs::utimensat(dir, name, times, AtFlags::SYMLINK_NOFOLLOW)
         .map_err(|e| StorageError::io(format!("set times of {:?}", rel), e.into()))
 }

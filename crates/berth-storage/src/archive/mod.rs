@@ -5,7 +5,10 @@
 mod apply;
 pub mod beneath;
 mod changes;
+pub mod in_root;
+mod pack;
 mod split;
+mod unpack;
 mod write;
 
 use std::fs::Metadata;
@@ -15,7 +18,9 @@ use std::path::{Path, PathBuf};
 
 pub use apply::apply_layer;
 pub use changes::{changes_between, changes_size, overlay_changes};
+pub use pack::pack_tree;
 pub use split::{reassemble, SplitRecorder};
+pub use unpack::{unpack_tree, UnpackOptions};
 pub use write::{write_changes, write_overlay_diff};
 
 use crate::error::{Result, StorageError};

@@ -218,7 +218,7 @@ impl<'a> LayerWriter<'a> {
 }
 
 /// One PAX record: `"<len> <key>=<value>\n"` where len counts itself.
-fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
+pub(super) fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
     let body = key.len() + value.len() + 3; // ' ', '=', '\n'
     let mut len = body + 1;
     while len != body + len.to_string().len() {

@@ -20,6 +20,7 @@ use crate::driver::Driver;
 use crate::error::{Result, StorageError};
 
 pub use fsinfo::{backing_fs_name, FsMagic};
+pub use tree_copy::copy_tree;
 
 /// Daemon-wide driver configuration.
 #[derive(Debug, Clone)]
