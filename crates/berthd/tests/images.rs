@@ -596,6 +596,73 @@ fn btrfs_layers_are_subvolumes_and_snapshots() {
     assert!(left.is_empty(), "subvolumes left after rmi: {left:?}");
 }
 
+/// Docker's own daemon, for interoperability checks: Debian's `docker.io`
+/// (`/usr/sbin/dockerd`, or `$BERTH_TEST_DOCKERD`). `None` when absent.
+fn reference_dockerd() -> Option<PathBuf> {
+    let path = std::env::var_os("BERTH_TEST_DOCKERD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/sbin/dockerd"));
+    path.exists().then_some(path)
+}
+
+/// What berthd saves, dockerd loads to the same image — and the other way
+/// round (dockerd 20.10 writes the legacy docker-save layout). Skipped, with
+/// a message, where Debian's docker.io is not installed (.ci/run installs it).
+#[test]
+fn save_interoperates_with_dockerd() {
+    let Some(dockerd) = reference_dockerd() else {
+        eprintln!("skipped: no dockerd (apt-get install docker.io, or set BERTH_TEST_DOCKERD)");
+        return;
+    };
+    let berth = Backend::Vfs.daemon();
+    let image = load_busybox(&berth);
+    let from_berth = berth.scratch_dir().join("from-berth.tar");
+    berth
+        .docker(&["save", "-o", from_berth.to_str().unwrap(), busybox::IMAGE])
+        .ok();
+
+    // dockerd on its own ext4 loop filesystem, without touching the host's
+    // networking (it must not create or delete a shared docker0).
+    let docker = Daemon::builder(dockerd)
+        .on_loopfs(Backend::Vfs.loopfs())
+        .storage_driver("vfs")
+        .arg("--bridge=none")
+        .arg("--iptables=false")
+        .arg("--ip-masq=false")
+        .start();
+    docker
+        .docker(&["load", "-i", from_berth.to_str().unwrap()])
+        .ok();
+    let theirs = inspect(&docker, busybox::IMAGE);
+    assert_eq!(
+        theirs["Id"],
+        json!(image.id),
+        "dockerd loaded another image"
+    );
+    assert_eq!(theirs["RootFS"]["Layers"], json!(image.diff_ids));
+
+    docker
+        .docker(&["tag", busybox::IMAGE, "berth-test/from-dockerd:v1"])
+        .ok();
+    let from_docker = docker.scratch_dir().join("from-dockerd.tar");
+    docker
+        .docker(&[
+            "save",
+            "-o",
+            from_docker.to_str().unwrap(),
+            "berth-test/from-dockerd:v1",
+        ])
+        .ok();
+    let out = berth
+        .docker(&["load", "-i", from_docker.to_str().unwrap()])
+        .ok();
+    assert!(out.stdout.contains("berth-test/from-dockerd:v1"), "{out}");
+    assert_eq!(
+        inspect(&berth, "berth-test/from-dockerd:v1")["Id"],
+        json!(image.id)
+    );
+}
+
 /// The three-layer image's final filesystem, as its top layer must show it.
 fn check_final_view(root: &Path) {
     for (path, contents) in busybox::FINAL_FILES {
