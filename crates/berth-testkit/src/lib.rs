@@ -1,9 +1,8 @@
 //! berth-testkit: the real things berth's integration tests stand on — loop
-//! device filesystems ([`LoopFs`]), a berthd under test driven by the real
-//! `docker` CLI ([`Daemon`]), docker-save/OCI test images built from Debian's
-//! busybox-static ([`busybox`], [`hostile`]) and read-only checks of the host
-//! ([`mountinfo`], [`btrfs`]). No mocks: every guard owns a kernel object and
-//! tears it down in `Drop`, also when the test panics.
+//! device filesystems ([`LoopFs`]), berthd under test driven by the real
+//! docker CLI ([`Daemon`]), test images built from busybox-static ([`busybox`],
+//! [`hostile`]) and outside-in checks ([`mountinfo`], [`btrfs`]). No mocks:
+//! each guard owns a kernel object and tears it down in `Drop`, even on panic.
 
 pub mod archive;
 pub mod btrfs;
