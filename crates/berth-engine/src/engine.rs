@@ -4,13 +4,17 @@
 //! named after what they act on (`images`, `system`, ...).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use berth_storage::{Driver, DriverConfig, LayerStore};
 
+use crate::containers::exec::ExecStore;
+use crate::containers::store::ContainerStore;
 use crate::error::{EngineError, Result};
 use crate::events::EventBus;
 use crate::images::ImageStore;
+use crate::runtime::{Runtime, RuntimeConfig};
 
 /// How berthd configured the engine (flags and daemon.json, merged).
 #[derive(Debug, Clone)]
@@ -43,8 +47,15 @@ pub struct Engine {
     pub(crate) layers: LayerStore,
     pub(crate) images: ImageStore,
     pub(crate) events: EventBus,
+    pub(crate) volumes: crate::volumes::VolumeStore,
+    pub(crate) networks: crate::networks::BuiltinNetworks,
+    pub(crate) containers: ContainerStore,
+    pub(crate) execs: ExecStore,
+    pub(crate) runtime: Runtime,
     /// Held while images are stored, tagged or deleted.
     pub(crate) image_ops: Mutex<()>,
+    /// Set by `shutdown`: exits seen from now on are not restarted.
+    shutting_down: AtomicBool,
 }
 
 impl Engine {
@@ -64,24 +75,46 @@ impl Engine {
         crate::scratch::clear(&config.data_root)?;
         let layers = LayerStore::open(&config.data_root, driver.clone())?;
         let images = ImageStore::open(&config.data_root)?;
+        let volumes = crate::volumes::VolumeStore::open(&config.data_root)?;
+        let networks = crate::networks::BuiltinNetworks::open(&config.data_root)?;
+        let runtime = Runtime::new(RuntimeConfig {
+            runtimes: config.runtimes.clone(),
+            default_runtime: config.default_runtime.clone(),
+            shim: config.shim_binary.clone(),
+            exec_root: config.exec_root.clone(),
+        })?;
         let engine = Engine {
             config,
             driver,
             layers,
             images,
             events: EventBus::new(),
+            volumes,
+            networks,
+            containers: ContainerStore::default(),
+            execs: ExecStore::default(),
+            runtime,
             image_ops: Mutex::new(()),
+            shutting_down: AtomicBool::new(false),
         };
         engine.reconcile()?;
         Ok(Arc::new(engine))
     }
 
-    /// Brings layers and images back in step after a crash: every image's
-    /// layers are held, and layers nothing holds are removed.
+    /// Brings containers, layers and images back in step after a crash:
+    /// every image's layers and every container's writable layer are held,
+    /// and layers nothing holds are removed. Running containers are
+    /// re-adopted later, by [`Engine::restore`].
     fn reconcile(&self) -> Result<()> {
+        let containers = self.load_containers()?;
         let chains = self.images.all_top_layers();
-        self.layers.reconcile(&chains, &Default::default())?;
+        self.layers.reconcile(&chains, &containers)?;
         Ok(())
+    }
+
+    /// Whether the daemon is shutting down.
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
     }
 
     /// The engine's configuration.
@@ -99,8 +132,10 @@ impl Engine {
         &self.events
     }
 
-    /// Unmounts everything the engine mounted (daemon shutdown).
+    /// Unmounts everything the engine mounted (daemon shutdown). Running
+    /// containers keep running under their shims (live restore).
     pub fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
         if let Err(e) = self.driver.cleanup() {
             tracing::warn!("storage driver cleanup: {e}");
         }

@@ -91,6 +91,27 @@ pub struct Flags {
     /// Group for the unix socket
     #[arg(id = "group", short = 'G', long = "group", value_name = "GROUP")]
     pub group: Option<String>,
+
+    /// Register an additional OCI compatible runtime
+    #[arg(id = "runtimes", long = "add-runtime", value_name = "NAME=PATH", action = ArgAction::Append)]
+    pub runtimes: Vec<String>,
+
+    /// Default OCI runtime for containers
+    #[arg(id = "default-runtime", long = "default-runtime", value_name = "NAME")]
+    pub default_runtime: Option<String>,
+
+    /// Path to the docker-init binary
+    #[arg(id = "init-path", long = "init-path", value_name = "PATH")]
+    pub init_path: Option<PathBuf>,
+}
+
+/// A runtime of daemon.json's `runtimes` map.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RuntimeEntry {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub runtime_args: Vec<String>,
 }
 
 /// The merged configuration berthd runs with.
@@ -107,6 +128,10 @@ pub struct DaemonConfig {
     pub pidfile: PathBuf,
     /// `None`: the `docker` group when it exists, else the daemon's own.
     pub group: Option<String>,
+    /// OCI runtimes besides the built-in runc and crun.
+    pub runtimes: std::collections::BTreeMap<String, RuntimeEntry>,
+    pub default_runtime: String,
+    pub init_path: Option<PathBuf>,
 }
 
 impl Default for DaemonConfig {
@@ -121,6 +146,9 @@ impl Default for DaemonConfig {
             log_level: "info".to_string(),
             pidfile: PathBuf::from("/run/berth.pid"),
             group: None,
+            runtimes: Default::default(),
+            default_runtime: "runc".to_string(),
+            init_path: None,
         }
     }
 }
@@ -301,10 +329,32 @@ impl Flags {
         if self.group.is_some() {
             config.group = self.group.clone();
         }
+        for r in &self.runtimes {
+            if let Some((name, path)) = r.split_once('=') {
+                config.runtimes.insert(
+                    name.to_string(),
+                    RuntimeEntry {
+                        path: PathBuf::from(path),
+                        runtime_args: Vec::new(),
+                    },
+                );
+            }
+        }
+        if let Some(r) = &self.default_runtime {
+            config.default_runtime = r.clone();
+        }
+        if self.init_path.is_some() {
+            config.init_path = self.init_path.clone();
+        }
     }
 }
 
 fn validate(config: &DaemonConfig) -> Result<()> {
+    for (name, entry) in &config.runtimes {
+        if name.is_empty() || entry.path.as_os_str().is_empty() {
+            bail!("runtime name and path must not be empty: {name:?}");
+        }
+    }
     if !LOG_LEVELS.contains(&config.log_level.to_ascii_lowercase().as_str()) {
         bail!("invalid logging level: {}", config.log_level);
     }

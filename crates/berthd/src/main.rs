@@ -91,15 +91,32 @@ async fn run(config: DaemonConfig) -> Result<()> {
         storage_driver: config.storage_driver.clone(),
         storage_opts: config.storage_opts.clone(),
         debug: config.debug,
-        // Wired to --add-runtime/--default-runtime/--init-path in the containers work.
-        runtimes: Default::default(),
-        default_runtime: "runc".into(),
+        runtimes: runtimes(&config),
+        default_runtime: config.default_runtime.clone(),
         shim_binary: std::env::current_exe()
             .ok()
             .and_then(|p| p.parent().map(|d| d.join("berth-shim")))
             .unwrap_or_else(|| "berth-shim".into()),
-        init_binary: None,
+        init_binary: config
+            .init_path
+            .clone()
+            .or_else(|| find_in_path("tini-static")),
     };
+    if !engine_config
+        .runtimes
+        .contains_key(&engine_config.default_runtime)
+    {
+        anyhow::bail!(
+            "default runtime {} is not installed or configured (known: {})",
+            engine_config.default_runtime,
+            engine_config
+                .runtimes
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let engine = tokio::task::spawn_blocking(move || -> Result<Arc<Engine>> {
         let engine = Engine::open(engine_config)?;
         // Create the persistent ID now rather than racing on the first /info.
@@ -108,6 +125,7 @@ async fn run(config: DaemonConfig) -> Result<()> {
     })
     .await
     .context("engine start-up task")??;
+    engine.restore().await;
     tracing::info!(
         driver = engine.driver().name(),
         data_root = %config.data_root.display(),
@@ -152,4 +170,30 @@ async fn wait_for_stop_signal() -> Result<&'static str> {
             _ = hup.recv() => tracing::warn!("SIGHUP: configuration reload is not supported yet; ignoring"),
         }
     }
+}
+
+/// The OCI runtimes berthd knows: runc and crun when installed, plus the
+/// configured ones (which win on a name clash).
+fn runtimes(
+    config: &config::DaemonConfig,
+) -> std::collections::BTreeMap<String, std::path::PathBuf> {
+    let mut out = std::collections::BTreeMap::new();
+    for name in ["runc", "crun"] {
+        if let Some(p) = find_in_path(name) {
+            out.insert(name.to_string(), p);
+        }
+    }
+    for (name, entry) in &config.runtimes {
+        out.insert(name.clone(), entry.path.clone());
+    }
+    out
+}
+
+/// `name` found in $PATH (and the sbin directories root has).
+fn find_in_path(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(std::path::PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }

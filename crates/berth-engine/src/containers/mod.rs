@@ -4,8 +4,19 @@
 //! work through the layer store.
 
 pub mod archive;
+mod create;
 pub mod exec;
+mod hub;
+mod inspect;
+mod lifecycle;
+mod logs;
+mod ops;
+pub mod record;
+pub mod store;
 pub mod streams;
+
+pub use create::merge_image_config;
+pub use lifecycle::parse_signal;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,7 +33,6 @@ pub use streams::{AttachOptions, AttachSession, OutputChunk, OutputStream, StdSt
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::filters::Filters;
-use crate::images::BodyReader;
 use crate::progress::ByteStream;
 
 /// `GET /containers/json` parameters.
@@ -79,12 +89,6 @@ pub struct CommitOptions {
     pub config: Option<bollard_stubs::models::ContainerConfig>,
 }
 
-fn todo<T>(what: &str) -> Result<T> {
-    Err(EngineError::NotImplemented(format!(
-        "{what} is not implemented yet"
-    )))
-}
-
 impl Engine {
     /// `POST /containers/create?name=`.
     pub async fn create_container(
@@ -92,15 +96,14 @@ impl Engine {
         name: Option<String>,
         body: ContainerCreateBody,
     ) -> Result<ContainerCreateResponse> {
-        let _ = (name, body);
-        todo("create")
+        self.create_container_impl(name, body).await
     }
 
     /// `POST /containers/{id}/start`; `EngineError::NotModified` when it
     /// already runs.
     pub async fn start_container(self: &Arc<Self>, id: &str) -> Result<()> {
-        let _ = id;
-        todo("start")
+        let handle = self.containers.resolve(id)?;
+        self.start_handle(&handle).await
     }
 
     /// `POST /containers/{id}/stop?signal=&t=`; `NotModified` when stopped.
@@ -110,8 +113,9 @@ impl Engine {
         signal: Option<String>,
         timeout: Option<i64>,
     ) -> Result<()> {
-        let _ = (id, signal, timeout);
-        todo("stop")
+        let handle = self.containers.resolve(id)?;
+        let _op = handle.op.lock().await;
+        self.stop_locked(&handle, signal, timeout).await
     }
 
     /// `POST /containers/{id}/restart?signal=&t=`.
@@ -121,26 +125,35 @@ impl Engine {
         signal: Option<String>,
         timeout: Option<i64>,
     ) -> Result<()> {
-        let _ = (id, signal, timeout);
-        todo("restart")
+        let handle = self.containers.resolve(id)?;
+        let _op = handle.op.lock().await;
+        match self.stop_locked(&handle, signal, timeout).await {
+            Ok(()) | Err(EngineError::NotModified(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.start_locked(&handle).await?;
+        let c = handle.snapshot();
+        self.publish_container(&c, "restart", &[]);
+        Ok(())
     }
 
     /// `POST /containers/{id}/kill?signal=`; 409 when not running.
     pub async fn kill_container(self: &Arc<Self>, id: &str, signal: Option<String>) -> Result<()> {
-        let _ = (id, signal);
-        todo("kill")
+        let handle = self.containers.resolve(id)?;
+        self.kill_handle(&handle, signal).await
     }
 
     /// `POST /containers/{id}/pause`.
     pub async fn pause_container(self: &Arc<Self>, id: &str) -> Result<()> {
-        let _ = id;
-        todo("pause")
+        let handle = self.containers.resolve(id)?;
+        self.pause_handle(&handle).await
     }
 
     /// `POST /containers/{id}/unpause`.
     pub async fn unpause_container(self: &Arc<Self>, id: &str) -> Result<()> {
-        let _ = id;
-        todo("unpause")
+        let handle = self.containers.resolve(id)?;
+        let _op = handle.op.lock().await;
+        self.unpause_locked(&handle, true).await
     }
 
     /// `POST /containers/{id}/wait?condition=`: validates now (404, 400),
@@ -150,8 +163,8 @@ impl Engine {
         id: &str,
         condition: WaitCondition,
     ) -> Result<WaitFuture> {
-        let _ = (id, condition);
-        todo("wait")
+        let handle = self.containers.resolve(id)?;
+        Ok(self.wait_handle(&handle, condition))
     }
 
     /// `DELETE /containers/{id}?force=&v=`.
@@ -161,8 +174,10 @@ impl Engine {
         force: bool,
         volumes: bool,
     ) -> Result<()> {
-        let _ = (id, force, volumes);
-        todo("remove")
+        let handle = self.containers.resolve(id)?;
+        self.remove_handle(&handle, force, volumes).await?;
+        self.execs.forget_container(&handle.id);
+        Ok(())
     }
 
     /// `GET /containers/json`.
@@ -170,8 +185,7 @@ impl Engine {
         self: &Arc<Self>,
         opts: &ListContainersOptions,
     ) -> Result<Vec<ContainerSummary>> {
-        let _ = opts;
-        Ok(Vec::new())
+        self.list_handles(opts).await
     }
 
     /// `GET /containers/{id}/json?size=`.
@@ -180,8 +194,8 @@ impl Engine {
         id: &str,
         size: bool,
     ) -> Result<ContainerInspectResponse> {
-        let _ = size;
-        Err(EngineError::NotFound(format!("No such container: {id}")))
+        let handle = self.containers.resolve(id)?;
+        self.inspect_handle(&handle, size).await
     }
 
     /// `GET /containers/{id}/logs`: whether the container has a TTY (raw
@@ -191,8 +205,8 @@ impl Engine {
         id: &str,
         opts: LogsOptions,
     ) -> Result<(bool, OutputStream)> {
-        let _ = (id, opts);
-        todo("logs")
+        let handle = self.containers.resolve(id)?;
+        self.logs_handle(&handle, opts).await
     }
 
     /// `POST /containers/{id}/attach` (after the API has hijacked the
@@ -202,8 +216,8 @@ impl Engine {
         id: &str,
         opts: AttachOptions,
     ) -> Result<AttachSession> {
-        let _ = (id, opts);
-        todo("attach")
+        let handle = self.containers.resolve(id)?;
+        self.attach_handle(&handle, opts).await
     }
 
     /// `POST /containers/{id}/resize?h=&w=`.
@@ -213,8 +227,8 @@ impl Engine {
         height: u16,
         width: u16,
     ) -> Result<()> {
-        let _ = (id, height, width);
-        todo("resize")
+        let handle = self.containers.resolve(id)?;
+        self.resize_handle(&handle, height, width).await
     }
 
     /// `GET /containers/{id}/top?ps_args=`.
@@ -223,33 +237,33 @@ impl Engine {
         id: &str,
         ps_args: Option<String>,
     ) -> Result<ContainerTopResponse> {
-        let _ = (id, ps_args);
-        todo("top")
+        let handle = self.containers.resolve(id)?;
+        self.top_handle(&handle, ps_args).await
     }
 
     /// `GET /containers/{id}/changes`.
     pub async fn container_changes(self: &Arc<Self>, id: &str) -> Result<Vec<FilesystemChange>> {
-        let _ = id;
-        todo("changes")
+        let handle = self.containers.resolve(id)?;
+        self.changes_handle(&handle).await
     }
 
     /// `GET /containers/{id}/export`: the container's whole filesystem.
     pub async fn export_container(self: &Arc<Self>, id: &str) -> Result<ByteStream> {
-        let _ = id;
-        todo("export")
+        let handle = self.containers.resolve(id)?;
+        self.export_handle(&handle).await
     }
 
     /// `POST /commit`: the container's changes become a new image layer;
     /// returns the new image ID.
     pub async fn commit_container(self: &Arc<Self>, opts: CommitOptions) -> Result<String> {
-        let _ = opts;
-        todo("commit")
+        let handle = self.containers.resolve(&opts.container)?;
+        self.commit_handle(&handle, opts).await
     }
 
     /// `POST /containers/{id}/rename?name=`.
     pub async fn rename_container(self: &Arc<Self>, id: &str, name: &str) -> Result<()> {
-        let _ = (id, name);
-        todo("rename")
+        let handle = self.containers.resolve(id)?;
+        self.rename_handle(&handle, name).await
     }
 
     /// `POST /containers/{id}/update`.
@@ -258,8 +272,8 @@ impl Engine {
         id: &str,
         body: ContainerUpdateBody,
     ) -> Result<ContainerUpdateResponse> {
-        let _ = (id, body);
-        todo("update")
+        let handle = self.containers.resolve(id)?;
+        self.update_handle(&handle, body).await
     }
 
     /// `POST /containers/prune?filters=`.
@@ -267,11 +281,6 @@ impl Engine {
         self: &Arc<Self>,
         filters: &Filters,
     ) -> Result<ContainerPruneResponse> {
-        let _ = filters;
-        todo("prune")
+        self.prune_handles(filters).await
     }
-
-    /// Reads a request body into a container path (used by archive PUT).
-    #[doc(hidden)]
-    pub fn _body_reader_type(_: BodyReader) {}
 }

@@ -106,9 +106,21 @@ impl Engine {
         self.events.publish(typ, action, id, attrs);
     }
 
-    /// The containers using image `id` (none until containers exist).
-    pub(crate) fn image_users(&self, _id: &str) -> ImageUsers {
-        ImageUsers::default()
+    /// The containers using image `id`.
+    pub(crate) fn image_users(&self, id: &str) -> ImageUsers {
+        let mut users = ImageUsers::default();
+        for h in self.containers.all() {
+            let c = h.snapshot();
+            if c.image_id != id {
+                continue;
+            }
+            if c.state.status.is_alive() {
+                users.running.get_or_insert(c.id);
+            } else {
+                users.stopped.get_or_insert(c.id);
+            }
+        }
+        users
     }
 
     /// Total size of an image's layers.
