@@ -244,7 +244,13 @@ impl Engine {
         let scratch = ScratchDir::new(&self.config.data_root, "load")?;
         let mut input = tokio_util::io::SyncIoBridge::new(body);
         let (_, mut plain) = archive::decompress(&mut input)?;
-        archive::apply_layer(scratch.path(), &[], &mut plain, WhiteoutFormat::Delete, None)?;
+        archive::apply_layer(
+            scratch.path(),
+            &[],
+            &mut plain,
+            WhiteoutFormat::Delete,
+            None,
+        )?;
         let root = beneath::open_root(scratch.path())?;
         let candidates = candidates(&root, scratch.path())?;
         if candidates.is_empty() {
