@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod filters;
 pub mod images;
+pub mod networks;
 pub mod progress;
 pub mod runtime;
 mod scratch;
