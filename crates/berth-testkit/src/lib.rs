@@ -12,6 +12,7 @@ pub mod docker_cli;
 pub mod hostile;
 pub mod layer;
 pub mod loopfs;
+pub mod microvm;
 pub mod mountinfo;
 pub mod scratch;
 
@@ -23,4 +24,5 @@ pub use docker_cli::{DockerCli, DockerOutput};
 pub use hostile::{Hostile, HostileArchive};
 pub use layer::LayerTar;
 pub use loopfs::{FsKind, LoopFs};
+pub use microvm::{MicroVm, Payload};
 pub use scratch::require_root;
