@@ -4,10 +4,20 @@
 //! container plus binds, volumes and tmpfs), namespaces, cgroup limits and
 //! the masked/read-only paths.
 
+mod caps;
+mod mounts;
+mod resources;
+mod rootfs;
+mod user;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use bollard_stubs::models::{ContainerConfig, ExecConfig, HostConfig};
-use oci_spec::runtime::{Process, Spec};
+use bollard_stubs::models::{ContainerConfig, ExecConfig, HostConfig, HostConfigCgroupnsModeEnum};
+use oci_spec::runtime::{
+    Box as ConsoleBox, BoxBuilder, Linux, LinuxNamespace, LinuxNamespaceBuilder,
+    LinuxNamespaceType, Process, Root, Spec,
+};
 
 use crate::error::{EngineError, Result};
 
@@ -63,23 +73,751 @@ pub struct SpecInputs<'a> {
     pub resolv_conf_path: &'a Path,
     pub hostname_path: &'a Path,
     pub network: NetworkMode,
-    /// The init binary for `--init` (mounted at /sbin/docker-init).
+    /// The init binary for `--init` (mounted at /sbin/docker-init). Used
+    /// when `HostConfig.Init` is true, or unset and this is given (the
+    /// daemon-wide `--init`); `Init: false` always wins.
     pub init_binary: Option<&'a Path>,
+}
+
+/// The OCI runtime-spec version berth writes (what runc 1.1 and crun 1.8
+/// implement).
+const OCI_VERSION: &str = "1.0.2";
+/// dockerd's PATH for containers whose config has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The cgroup parent of containers unless HostConfig.CgroupParent says.
+const CGROUP_PARENT: &str = "/berth";
+
+const MASKED_PATHS: [&str; 12] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/sys/devices/virtual/powercap",
+    "/sys/firmware",
+];
+
+const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+fn spec_err(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Internal(format!("spec: {e}"))
+}
+
+/// Docker's env merge: an override `K=V` replaces `K`, a bare `K` removes
+/// it, anything else is appended in order.
+pub fn replace_or_append_env(mut base: Vec<String>, overrides: &[String]) -> Vec<String> {
+    let index: HashMap<String, usize> = base
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            (
+                e.split_once('=').map_or(e.as_str(), |(k, _)| k).to_string(),
+                i,
+            )
+        })
+        .collect();
+    let mut removed = vec![false; base.len()];
+    for o in overrides {
+        match o.split_once('=') {
+            None => {
+                if let Some(&i) = index.get(o) {
+                    removed[i] = true;
+                }
+            }
+            Some((k, _)) => match index.get(k) {
+                Some(&i) => {
+                    base[i] = o.clone();
+                    removed[i] = false;
+                }
+                None => base.push(o.clone()),
+            },
+        }
+    }
+    let mut i = 0;
+    base.retain(|_| {
+        let keep = !removed.get(i).copied().unwrap_or(false);
+        i += 1;
+        keep
+    });
+    base
+}
+
+fn cgroup_unified() -> bool {
+    const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
+    rustix::fs::statfs("/sys/fs/cgroup").is_ok_and(|s| s.f_type as u64 == CGROUP2_SUPER_MAGIC)
+}
+
+fn namespace(typ: LinuxNamespaceType, path: Option<&Path>) -> Result<LinuxNamespace> {
+    let mut b = LinuxNamespaceBuilder::default().typ(typ);
+    if let Some(p) = path {
+        b = b.path(p);
+    }
+    b.build().map_err(spec_err)
+}
+
+/// A `--pid`, `--ipc` or `--uts` mode: host, private, or (unsupported so
+/// far) another container's.
+#[derive(PartialEq, Eq)]
+enum NsMode {
+    Private,
+    Host,
+    None,
+}
+
+fn ns_mode(what: &str, mode: Option<&str>, allow_none: bool) -> Result<NsMode> {
+    match mode.unwrap_or("") {
+        "" | "private" | "shareable" => Ok(NsMode::Private),
+        "host" => Ok(NsMode::Host),
+        "none" if allow_none => Ok(NsMode::None),
+        m if m.starts_with("container:") => Err(EngineError::NotImplemented(format!(
+            "{what} mode {m:?} is not supported by berth yet"
+        ))),
+        m => Err(EngineError::InvalidParameter(format!(
+            "invalid {what} mode: {m}"
+        ))),
+    }
+}
+
+/// Masked paths: dockerd's list plus the thermal-throttle files of every
+/// possible CPU.
+fn masked_paths() -> Vec<String> {
+    let mut paths: Vec<String> = MASKED_PATHS.iter().map(|s| s.to_string()).collect();
+    let possible = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap_or_default();
+    for range in possible.trim().split(',').filter(|r| !r.is_empty()) {
+        let (a, b) = range.split_once('-').unwrap_or((range, range));
+        let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) else {
+            continue;
+        };
+        for cpu in a..=b {
+            let p = format!("/sys/devices/system/cpu/cpu{cpu}/thermal_throttle");
+            if Path::new(&p).exists() {
+                paths.push(p);
+            }
+        }
+    }
+    paths
+}
+
+fn console_size(size: Option<&Vec<usize>>) -> Result<Option<ConsoleBox>> {
+    match size.map(|v| v.as_slice()) {
+        Some([h, w]) if *h > 0 && *w > 0 => BoxBuilder::default()
+            .height(*h as u64)
+            .width(*w as u64)
+            .build()
+            .map(Some)
+            .map_err(spec_err),
+        _ => Ok(None),
+    }
+}
+
+fn no_new_privileges(security_opt: Option<&Vec<String>>) -> bool {
+    security_opt.into_iter().flatten().any(|o| {
+        matches!(
+            o.as_str(),
+            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true"
+        )
+    })
 }
 
 /// Builds the OCI spec of a container's init process.
 pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec> {
-    let _ = inputs;
-    Err(EngineError::NotImplemented(
-        "spec: not implemented yet".into(),
-    ))
+    let c = inputs.config;
+    let hc = inputs.host_config;
+    let privileged = hc.privileged.unwrap_or(false);
+    let tty = c.tty.unwrap_or(false);
+
+    let pid_mode = ns_mode("PID", hc.pid_mode.as_deref(), false)?;
+    let ipc_mode = ns_mode("IPC", hc.ipc_mode.as_deref(), true)?;
+    let uts_mode = ns_mode("UTS", hc.uts_mode.as_deref(), false)?;
+
+    let mut args: Vec<String> = c.entrypoint.iter().flatten().cloned().collect();
+    args.extend(c.cmd.iter().flatten().cloned());
+    if args.is_empty() {
+        return Err(EngineError::InvalidParameter("No command specified".into()));
+    }
+    // An init only makes sense as PID 1 of the container's own namespace.
+    let want_init = hc.init.unwrap_or(inputs.init_binary.is_some()) && pid_mode == NsMode::Private;
+    let init = match (want_init, inputs.init_binary) {
+        (false, _) => None,
+        (true, Some(b)) => Some(b),
+        (true, None) => {
+            return Err(EngineError::InvalidParameter(
+                "--init requested but no init binary is configured".into(),
+            ))
+        }
+    };
+    if init.is_some() {
+        args.splice(0..0, [mounts::INIT_PATH.to_string(), "--".to_string()]);
+    }
+
+    let hostname = match c.hostname.as_deref() {
+        Some(h) if !h.is_empty() => h.to_string(),
+        _ => inputs.id.chars().take(12).collect(),
+    };
+    let mut env = vec![
+        format!("PATH={DEFAULT_PATH}"),
+        format!("HOSTNAME={hostname}"),
+    ];
+    if tty {
+        env.push("TERM=xterm".into());
+    }
+    let env = replace_or_append_env(env, c.env.as_deref().unwrap_or(&[]));
+
+    let cwd = match c.working_dir.as_deref() {
+        Some(w) if !w.is_empty() => w.to_string(),
+        _ => "/".to_string(),
+    };
+    if !cwd.starts_with('/') {
+        return Err(EngineError::InvalidParameter(format!(
+            "the working directory '{cwd}' is invalid, it needs to be an absolute path"
+        )));
+    }
+    if cwd != "/" {
+        rootfs::create_dir_all(inputs.rootfs, &cwd)
+            .map_err(|e| EngineError::InvalidParameter(format!("Cannot mkdir: {cwd}: {e}")))?;
+    }
+
+    let user = user::lookup(
+        inputs.rootfs,
+        c.user.as_deref().unwrap_or(""),
+        hc.group_add.as_deref().unwrap_or(&[]),
+    )?;
+    let capabilities = caps::tweak(
+        hc.cap_add.as_deref().unwrap_or(&[]),
+        hc.cap_drop.as_deref().unwrap_or(&[]),
+        privileged,
+        &caps::available(),
+    )?;
+
+    let mut process = Process::default();
+    // Every field is set: Process's Default is a template (rlimits,
+    // no_new_privileges, capabilities) that must not leak in.
+    process.set_terminal(Some(tty));
+    process.set_console_size(if tty {
+        console_size(hc.console_size.as_ref())?
+    } else {
+        None
+    });
+    process.set_user(user);
+    process.set_args(Some(args));
+    process.set_command_line(None);
+    process.set_env(Some(env));
+    process.set_cwd(PathBuf::from(&cwd));
+    process.set_capabilities(Some(caps::to_oci(&capabilities)?));
+    let rlimits = resources::rlimits(hc)?;
+    process.set_rlimits((!rlimits.is_empty()).then_some(rlimits));
+    process.set_no_new_privileges(no_new_privileges(hc.security_opt.as_ref()).then_some(true));
+    process.set_apparmor_profile(None);
+    process.set_oom_score_adj(Some(hc.oom_score_adj.unwrap_or(0) as i32));
+    process.set_selinux_label(None);
+    process.set_io_priority(None);
+    process.set_scheduler(None);
+    process.set_exec_cpu_affinity(None);
+
+    let mut namespaces = vec![namespace(LinuxNamespaceType::Mount, None)?];
+    match &inputs.network {
+        NetworkMode::Host => {}
+        NetworkMode::Private => namespaces.push(namespace(LinuxNamespaceType::Network, None)?),
+        NetworkMode::Path(p) => namespaces.push(namespace(LinuxNamespaceType::Network, Some(p))?),
+    }
+    if uts_mode == NsMode::Private {
+        namespaces.push(namespace(LinuxNamespaceType::Uts, None)?);
+    }
+    if pid_mode == NsMode::Private {
+        namespaces.push(namespace(LinuxNamespaceType::Pid, None)?);
+    }
+    if ipc_mode != NsMode::Host {
+        namespaces.push(namespace(LinuxNamespaceType::Ipc, None)?);
+    }
+    // dockerd's default: a private cgroup namespace on cgroup v2 only.
+    let cgroupns = match hc.cgroupns_mode {
+        Some(HostConfigCgroupnsModeEnum::PRIVATE) => true,
+        Some(HostConfigCgroupnsModeEnum::HOST) => false,
+        _ => cgroup_unified(),
+    };
+    if cgroupns {
+        namespaces.push(namespace(LinuxNamespaceType::Cgroup, None)?);
+    }
+
+    let (mount_table, rootfs_propagation) = mounts::build(&mounts::MountInputs {
+        user: inputs.mounts,
+        tmpfs: hc.tmpfs.as_ref(),
+        network_files: [
+            (inputs.hosts_path, "/etc/hosts"),
+            (inputs.resolv_conf_path, "/etc/resolv.conf"),
+            (inputs.hostname_path, "/etc/hostname"),
+        ],
+        shm_size: hc
+            .shm_size
+            .filter(|s| *s > 0)
+            .unwrap_or(mounts::DEFAULT_SHM_SIZE),
+        ipc_none: ipc_mode == NsMode::None,
+        readonly_rootfs: hc.readonly_rootfs.unwrap_or(false),
+        privileged,
+        init,
+    })?;
+
+    let (devices, device_rules) = resources::devices(hc)?;
+    let mut sysctl: HashMap<String, String> = HashMap::new();
+    if inputs.network == NetworkMode::Private {
+        // dockerd's defaults for a namespace of the container's own: ping
+        // and low ports without capabilities.
+        if Path::new("/proc/sys/net/ipv4/ping_group_range").exists() {
+            sysctl.insert("net.ipv4.ping_group_range".into(), "0 2147483647".into());
+        }
+        if Path::new("/proc/sys/net/ipv4/ip_unprivileged_port_start").exists() {
+            sysctl.insert("net.ipv4.ip_unprivileged_port_start".into(), "0".into());
+        }
+    }
+    sysctl.extend(hc.sysctls.clone().unwrap_or_default());
+
+    let cgroup_parent = hc
+        .cgroup_parent
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .unwrap_or(CGROUP_PARENT);
+    let (masked, readonly) = if privileged {
+        (None, None)
+    } else {
+        (
+            Some(masked_paths()),
+            Some(READONLY_PATHS.iter().map(|s| s.to_string()).collect()),
+        )
+    };
+
+    // Linux's Default is a template too: every field is set.
+    let mut linux = Linux::default();
+    linux.set_net_devices(None);
+    linux.set_uid_mappings(None);
+    linux.set_gid_mappings(None);
+    linux.set_sysctl((!sysctl.is_empty()).then_some(sysctl));
+    linux.set_resources(Some(resources::resources(hc, device_rules)?));
+    linux.set_cgroups_path(Some(Path::new(cgroup_parent).join(inputs.id)));
+    linux.set_namespaces(Some(namespaces));
+    linux.set_devices((!devices.is_empty()).then_some(devices));
+    linux.set_seccomp(None);
+    linux.set_rootfs_propagation(rootfs_propagation);
+    linux.set_masked_paths(hc.masked_paths.clone().or(masked));
+    linux.set_readonly_paths(hc.readonly_paths.clone().or(readonly));
+    linux.set_mount_label(None);
+    linux.set_intel_rdt(None);
+    linux.set_memory_policy(None);
+    linux.set_personality(None);
+    linux.set_time_offsets(None);
+
+    let mut root = Root::default();
+    root.set_path(inputs.rootfs.to_path_buf());
+    root.set_readonly(Some(hc.readonly_rootfs.unwrap_or(false)));
+
+    let mut spec = Spec::default();
+    spec.set_version(OCI_VERSION.to_string());
+    spec.set_root(Some(root));
+    spec.set_mounts(Some(mount_table));
+    spec.set_process(Some(process));
+    let (hostname, domainname) = if uts_mode == NsMode::Private {
+        (
+            Some(hostname),
+            c.domainname.clone().filter(|d| !d.is_empty()),
+        )
+    } else {
+        (None, None)
+    };
+    spec.set_hostname(hostname);
+    spec.set_domainname(domainname);
+    spec.set_hooks(None);
+    spec.set_annotations(hc.annotations.clone().filter(|a| !a.is_empty()));
+    spec.set_linux(Some(linux));
+    spec.set_solaris(None);
+    spec.set_windows(None);
+    spec.set_vm(None);
+    spec.set_zos(None);
+    spec.set_uid_mappings(None);
+    spec.set_gid_mappings(None);
+    Ok(spec)
 }
 
 /// Builds the process of an exec in a container created from `container`
 /// (user resolved against `rootfs`).
+///
+/// It starts from the container's own process (rlimits, capabilities,
+/// OOM score, user), as dockerd does, then applies the exec's command,
+/// TTY, environment, working directory, user and `--privileged`.
 pub fn exec_process(container: &Spec, rootfs: &Path, exec: &ExecConfig) -> Result<Process> {
-    let _ = (container, rootfs, exec);
-    Err(EngineError::NotImplemented(
-        "spec: not implemented yet".into(),
-    ))
+    let mut p = container
+        .process()
+        .clone()
+        .ok_or_else(|| EngineError::Internal("the container's spec has no process".into()))?;
+    let cmd = exec.cmd.clone().unwrap_or_default();
+    if cmd.is_empty() {
+        return Err(EngineError::InvalidParameter(
+            "No exec command specified".into(),
+        ));
+    }
+    let container_tty = p.terminal().unwrap_or(false);
+    let tty = exec.tty.unwrap_or(false);
+    p.set_args(Some(cmd));
+    p.set_terminal(Some(tty));
+    p.set_console_size(if tty {
+        console_size(exec.console_size.as_ref())?
+    } else {
+        None
+    });
+
+    // The container's environment minus what dockerd adds for the
+    // container's TTY, plus what it adds for the exec's.
+    let mut env = p.env().clone().unwrap_or_default();
+    if container_tty && !tty {
+        env.retain(|e| e != "TERM=xterm");
+    }
+    if tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    p.set_env(Some(replace_or_append_env(
+        env,
+        exec.env.as_deref().unwrap_or(&[]),
+    )));
+
+    if let Some(w) = exec.working_dir.as_deref().filter(|w| !w.is_empty()) {
+        if !w.starts_with('/') {
+            return Err(EngineError::InvalidParameter(format!(
+                "the working directory '{w}' is invalid, it needs to be an absolute path"
+            )));
+        }
+        p.set_cwd(PathBuf::from(w));
+    }
+    if let Some(u) = exec.user.as_deref().filter(|u| !u.is_empty()) {
+        p.set_user(user::lookup(rootfs, u, &[])?);
+    }
+    if exec.privileged.unwrap_or(false) {
+        let all: Vec<String> = caps::available().iter().map(|s| s.to_string()).collect();
+        p.set_capabilities(Some(caps::to_oci(&all)?));
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+            std::fs::write(
+                dir.path().join("etc/passwd"),
+                "root:x:0:0:root:/root:/bin/sh\nweb:x:33:33:web:/var/www:/bin/false\n",
+            )
+            .unwrap();
+            std::fs::write(
+                dir.path().join("etc/group"),
+                "root:x:0:\nweb:x:33:\nadm:x:4:web\n",
+            )
+            .unwrap();
+            Fixture { dir }
+        }
+
+        fn build(
+            &self,
+            config: &ContainerConfig,
+            hc: &HostConfig,
+            network: NetworkMode,
+        ) -> Result<Spec> {
+            let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+            build(&SpecInputs {
+                id,
+                rootfs: self.dir.path(),
+                config,
+                host_config: hc,
+                mounts: &[],
+                hosts_path: Path::new("/x/hosts"),
+                resolv_conf_path: Path::new("/x/resolv.conf"),
+                hostname_path: Path::new("/x/hostname"),
+                network,
+                init_binary: None,
+            })
+        }
+    }
+
+    fn cfg(cmd: &[&str]) -> ContainerConfig {
+        ContainerConfig {
+            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        }
+    }
+
+    fn ns_types(s: &Spec) -> Vec<LinuxNamespaceType> {
+        s.linux()
+            .as_ref()
+            .unwrap()
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|n| n.typ())
+            .collect()
+    }
+
+    #[test]
+    fn env_merge_follows_docker() {
+        let base = vec![
+            "PATH=/a".to_string(),
+            "HOSTNAME=h".to_string(),
+            "X=1".to_string(),
+        ];
+        let o = ["PATH=/b", "X", "Y=2", "Y=3"].map(String::from);
+        assert_eq!(
+            replace_or_append_env(base, &o),
+            vec!["PATH=/b", "HOSTNAME=h", "Y=2", "Y=3"]
+        );
+    }
+
+    #[test]
+    fn a_plain_container() {
+        let f = Fixture::new();
+        let mut c = cfg(&["sh", "-c", "true"]);
+        c.entrypoint = Some(vec!["/entry".into()]);
+        c.env = Some(vec!["FOO=bar".into()]);
+        c.tty = Some(true);
+        c.working_dir = Some("/work/dir".into());
+        c.user = Some("web".into());
+        let s = f
+            .build(&c, &HostConfig::default(), NetworkMode::Private)
+            .unwrap();
+        let p = s.process().as_ref().unwrap();
+        assert_eq!(p.args().as_ref().unwrap(), &["/entry", "sh", "-c", "true"]);
+        assert_eq!(
+            p.env().as_ref().unwrap(),
+            &[
+                format!("PATH={DEFAULT_PATH}"),
+                "HOSTNAME=0123456789ab".to_string(),
+                "TERM=xterm".to_string(),
+                "FOO=bar".to_string()
+            ]
+        );
+        assert_eq!(p.cwd(), Path::new("/work/dir"));
+        assert!(f.dir.path().join("work/dir").is_dir());
+        assert_eq!((p.user().uid(), p.user().gid()), (33, 33));
+        assert_eq!(p.user().additional_gids().as_deref(), Some(&[33, 4][..]));
+        assert_eq!(
+            p.capabilities()
+                .as_ref()
+                .unwrap()
+                .bounding()
+                .as_ref()
+                .unwrap()
+                .len(),
+            14
+        );
+        assert!(p.rlimits().is_none());
+        assert_eq!(p.no_new_privileges(), None);
+        assert_eq!(p.oom_score_adj(), Some(0));
+        assert_eq!(s.hostname().as_deref(), Some("0123456789ab"));
+        let linux = s.linux().as_ref().unwrap();
+        assert_eq!(
+            linux.cgroups_path().as_deref(),
+            Some(Path::new(
+                "/berth/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+            ))
+        );
+        assert!(linux
+            .masked_paths()
+            .as_ref()
+            .unwrap()
+            .contains(&"/proc/kcore".to_string()));
+        assert_eq!(linux.readonly_paths().as_ref().unwrap().len(), 5);
+        let ns = ns_types(&s);
+        for t in [
+            LinuxNamespaceType::Mount,
+            LinuxNamespaceType::Network,
+            LinuxNamespaceType::Uts,
+            LinuxNamespaceType::Pid,
+            LinuxNamespaceType::Ipc,
+        ] {
+            assert!(ns.contains(&t), "{t:?} missing");
+        }
+        assert_eq!(ns.contains(&LinuxNamespaceType::Cgroup), cgroup_unified());
+        assert_eq!(s.root().as_ref().unwrap().path(), f.dir.path());
+        // It serializes to what runc reads.
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["ociVersion"], "1.0.2");
+        assert!(json["process"]["capabilities"].get("inheritable").is_none());
+    }
+
+    #[test]
+    fn host_modes_privileged_and_limits() {
+        let f = Fixture::new();
+        let hc = HostConfig {
+            privileged: Some(true),
+            pid_mode: Some("host".into()),
+            ipc_mode: Some("host".into()),
+            uts_mode: Some("host".into()),
+            init: Some(true),
+            memory: Some(32 << 20),
+            ulimits: Some(vec![bollard_stubs::models::ResourcesUlimits {
+                name: Some("nproc".into()),
+                soft: Some(10),
+                hard: Some(20),
+            }]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            ..Default::default()
+        };
+        // --init is dropped for a host PID namespace, so no binary needed.
+        let s = f.build(&cfg(&["true"]), &hc, NetworkMode::Host).unwrap();
+        assert_eq!(ns_types(&s), vec![LinuxNamespaceType::Mount]);
+        assert_eq!(s.hostname(), &None);
+        let p = s.process().as_ref().unwrap();
+        assert_eq!(p.args().as_ref().unwrap(), &["true"]);
+        assert_eq!(p.no_new_privileges(), Some(true));
+        assert_eq!(p.rlimits().as_ref().unwrap().len(), 1);
+        assert!(
+            p.capabilities()
+                .as_ref()
+                .unwrap()
+                .bounding()
+                .as_ref()
+                .unwrap()
+                .len()
+                > 14
+        );
+        let linux = s.linux().as_ref().unwrap();
+        assert!(linux.masked_paths().is_none() && linux.readonly_paths().is_none());
+        assert_eq!(
+            linux
+                .resources()
+                .as_ref()
+                .unwrap()
+                .memory()
+                .unwrap()
+                .limit(),
+            Some(32 << 20)
+        );
+
+        let joined = f
+            .build(
+                &cfg(&["true"]),
+                &HostConfig::default(),
+                NetworkMode::Path("/proc/1/ns/net".into()),
+            )
+            .unwrap();
+        let net = joined
+            .linux()
+            .as_ref()
+            .unwrap()
+            .namespaces()
+            .as_ref()
+            .unwrap()[1]
+            .clone();
+        assert_eq!(net.typ(), LinuxNamespaceType::Network);
+        assert_eq!(net.path().as_deref(), Some(Path::new("/proc/1/ns/net")));
+    }
+
+    #[test]
+    fn init_and_bad_input() {
+        let f = Fixture::new();
+        let hc = HostConfig {
+            init: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(
+            f.build(&cfg(&["true"]), &hc, NetworkMode::Private)
+                .unwrap_err()
+                .kind(),
+            crate::error::ErrorKind::InvalidParameter
+        );
+        let mut c = cfg(&["true"]);
+        c.user = Some("nobody".into());
+        assert!(f
+            .build(&c, &HostConfig::default(), NetworkMode::Private)
+            .is_err());
+        assert!(f
+            .build(&cfg(&[]), &HostConfig::default(), NetworkMode::Private)
+            .is_err());
+        let hc = HostConfig {
+            cap_add: Some(vec!["NOT_A_CAP".into()]),
+            ..Default::default()
+        };
+        assert!(f.build(&cfg(&["true"]), &hc, NetworkMode::Private).is_err());
+        let hc = HostConfig {
+            ipc_mode: Some("container:abc".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            f.build(&cfg(&["true"]), &hc, NetworkMode::Private)
+                .unwrap_err()
+                .kind(),
+            crate::error::ErrorKind::NotImplemented
+        );
+
+        let init = Path::new("/usr/bin/tini");
+        let s = build(&SpecInputs {
+            id: "abc",
+            rootfs: f.dir.path(),
+            config: &cfg(&["sleep", "1"]),
+            host_config: &HostConfig::default(),
+            mounts: &[],
+            hosts_path: Path::new("/x/hosts"),
+            resolv_conf_path: Path::new("/x/resolv.conf"),
+            hostname_path: Path::new("/x/hostname"),
+            network: NetworkMode::Private,
+            init_binary: Some(init),
+        })
+        .unwrap();
+        assert_eq!(
+            s.process().as_ref().unwrap().args().as_ref().unwrap(),
+            &["/sbin/docker-init", "--", "sleep", "1"]
+        );
+    }
+
+    #[test]
+    fn exec_inherits_and_overrides() {
+        let f = Fixture::new();
+        let mut c = cfg(&["sleep", "100"]);
+        c.tty = Some(true);
+        c.env = Some(vec!["A=1".into()]);
+        c.working_dir = Some("/srv".into());
+        let s = f
+            .build(&c, &HostConfig::default(), NetworkMode::Private)
+            .unwrap();
+        let e = ExecConfig {
+            cmd: Some(vec!["id".into()]),
+            env: Some(vec!["B=2".into()]),
+            user: Some("web".into()),
+            privileged: Some(true),
+            ..Default::default()
+        };
+        let p = exec_process(&s, f.dir.path(), &e).unwrap();
+        assert_eq!(p.args().as_ref().unwrap(), &["id"]);
+        assert_eq!(p.terminal(), Some(false));
+        let env = p.env().as_ref().unwrap();
+        assert!(env.contains(&"A=1".to_string()) && env.contains(&"B=2".to_string()));
+        assert!(!env.contains(&"TERM=xterm".to_string()));
+        assert_eq!(p.cwd(), Path::new("/srv"));
+        assert_eq!(p.user().uid(), 33);
+        assert!(
+            p.capabilities()
+                .as_ref()
+                .unwrap()
+                .bounding()
+                .as_ref()
+                .unwrap()
+                .len()
+                > 14
+        );
+        assert!(exec_process(&s, f.dir.path(), &ExecConfig::default()).is_err());
+    }
 }
