@@ -22,7 +22,8 @@ fn open_engine(dir: &Path) -> Arc<Engine> {
         storage_driver: Some("vfs".into()),
         storage_opts: Vec::new(),
         debug: false,
-        runtimes: Default::default(),
+        // Nothing here runs a container; the runtime only has to be configured.
+        runtimes: [("runc".to_string(), PathBuf::from("/usr/sbin/runc"))].into(),
         default_runtime: "runc".into(),
         shim_binary: PathBuf::from("/nonexistent/berth-shim"),
         init_binary: None,
@@ -299,7 +300,10 @@ async fn prune_follows_dockerd_23() {
 
     let mut events = engine.events().subscribe();
     let report = engine.prune_volumes(&Filters::default()).await.unwrap();
-    assert_eq!(report.volumes_deleted.unwrap(), std::slice::from_ref(&anon.name));
+    assert_eq!(
+        report.volumes_deleted.unwrap(),
+        std::slice::from_ref(&anon.name)
+    );
     assert_eq!(report.space_reclaimed, Some(3000));
     let ev = drain(&mut events);
     assert_eq!(ev.len(), 2);
@@ -322,7 +326,10 @@ async fn prune_follows_dockerd_23() {
     assert_eq!(report.volumes_deleted.unwrap(), ["named"]);
     assert_eq!(report.space_reclaimed, Some(500));
     // The used one stays whatever the filters.
-    assert_eq!(names(&engine, &[]).await, std::slice::from_ref(&used_anon.name));
+    assert_eq!(
+        names(&engine, &[]).await,
+        std::slice::from_ref(&used_anon.name)
+    );
 
     let err = engine
         .prune_volumes(&filters(&[("all", "yes please")]))
