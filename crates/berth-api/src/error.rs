@@ -29,6 +29,16 @@ impl ApiError {
         Self::new(ErrorKind::InvalidParameter, message)
     }
 
+    /// 503: a feature that needs a swarm manager (cluster volumes), which
+    /// berth never is; dockerd answers a node outside a swarm the same way.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+            plain_text: false,
+        }
+    }
+
     /// 404 for unknown routes and methods, worded like dockerd.
     pub fn page_not_found() -> Self {
         ApiError {
@@ -42,6 +52,13 @@ impl ApiError {
     /// than API 1.24 this way because they cannot parse the JSON form.
     pub fn into_plain_text(mut self) -> Self {
         self.plain_text = true;
+        self
+    }
+
+    /// The same error with `context` in front of its message, as dockerd's
+    /// handlers wrap some backend errors (`cannot kill container: x: ...`).
+    pub fn context(mut self, context: impl std::fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
         self
     }
 
@@ -93,6 +110,11 @@ impl IntoResponse for ApiError {
                 self.message
             );
         }
+        if self.status == StatusCode::NOT_MODIFIED {
+            // A 304 carries no body (Go's net/http drops the one dockerd
+            // writes); start/stop of a container already in that state.
+            return self.status.into_response();
+        }
         if self.plain_text {
             let mut resp = (self.status, format!("{}\n", self.message)).into_response();
             resp.headers_mut().insert(
@@ -136,5 +158,13 @@ mod tests {
         for (err, status) in cases {
             assert_eq!(ApiError::from(err).status(), status);
         }
+    }
+
+    #[test]
+    fn not_modified_has_no_body() {
+        let resp =
+            ApiError::from(EngineError::NotModified("already started".into())).into_response();
+        assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+        assert!(resp.headers().get(header::CONTENT_TYPE).is_none());
     }
 }

@@ -6,11 +6,16 @@
 
 pub mod error;
 pub mod filters;
+pub mod hijack;
+pub mod json_body;
 pub mod json_stream;
 pub mod query;
 pub mod request_log;
 mod routes;
 pub mod server;
+pub mod stdcopy;
+#[cfg(test)]
+mod test_server;
 pub mod upload;
 pub mod version;
 

@@ -127,7 +127,7 @@ impl Server {
     }
 }
 
-async fn serve_connection<I>(
+pub(crate) async fn serve_connection<I>(
     io: I,
     service: ApiService,
     graceful: CancellationToken,
