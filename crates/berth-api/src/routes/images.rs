@@ -281,8 +281,9 @@ fn shape_image_list(images: &mut Value, v: &ApiVersion) {
     }
 }
 
-/// Image config fields dockerd still sends, empty, to clients before 1.50.
-const LEGACY_CONFIG_FIELDS: [(&str, Value); 17] = [
+/// The fields of Go's `container.Config` without `omitempty`: dockerd
+/// sends them, empty, in image inspect (before 1.50) and container inspect.
+pub(super) const LEGACY_CONFIG_FIELDS: [(&str, Value); 17] = [
     ("AttachStderr", Value::Bool(false)),
     ("AttachStdin", Value::Bool(false)),
     ("AttachStdout", Value::Bool(false)),

@@ -2,8 +2,12 @@
 //! few pieces every handler shares (state, blocking engine calls, JSON
 //! responses). Handlers live in one module per endpoint family.
 
+mod containers;
+mod exec;
 mod images;
+mod networks;
 mod system;
+mod volumes;
 
 use std::sync::Arc;
 
@@ -30,6 +34,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(system::routes())
         .merge(images::routes())
+        .merge(containers::routes())
+        .merge(exec::routes())
+        .merge(volumes::routes())
+        .merge(networks::routes())
         .route_layer(axum::middleware::from_fn(version::check_version))
         .fallback(unmatched)
         .method_not_allowed_fallback(unmatched)
@@ -68,6 +76,12 @@ pub(crate) fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T
 /// A 200 JSON response.
 pub(crate) fn json_ok<T: Serialize + ?Sized>(value: &T) -> Response {
     json_response(StatusCode::OK, value)
+}
+
+/// An engine value as JSON, for handlers that reshape it per version.
+pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(value)
+        .map_err(|e| ApiError::new(ErrorKind::Internal, format!("encode response: {e}")))
 }
 
 /// Runs a blocking engine call (disk, metadata) off the async workers.
