@@ -13,6 +13,7 @@ mod server;
 mod stdio;
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -169,13 +170,16 @@ fn supervise(mode: &Mode, reporter: Reporter) -> anyhow::Result<()> {
         let _ = fs::remove_file(&common.socket);
         let listener = UnixListener::bind(&common.socket)
             .with_context(|| format!("binding {}", common.socket.display()))?;
+        let bound = fs::metadata(&common.socket)
+            .map(|m| (m.dev(), m.ino()))
+            .context("stat of the socket")?;
         let log = log_path
             .map(|p| JsonLog::open(p).with_context(|| format!("opening the log {}", p.display())))
             .transpose()?
             .map(Arc::new);
-        Ok((listener, log))
+        Ok((listener, bound, log))
     };
-    let (listener, log) = setup().map_err(|e| fail(format!("berth-shim: {e:#}")))?;
+    let (listener, bound, log) = setup().map_err(|e| fail(format!("berth-shim: {e:#}")))?;
 
     let cfg = StdioConfig {
         tty: common.tty,
@@ -232,7 +236,11 @@ fn supervise(mode: &Mode, reporter: Reporter) -> anyhow::Result<()> {
         wait_for_first_client(&fanout);
     }
     fanout.wait_writers(DELIVERY_TIMEOUT);
-    let _ = fs::remove_file(&common.socket);
+    // A restarted container's new shim may already have bound the same
+    // path: only the socket this shim bound is removed.
+    if fs::metadata(&common.socket).is_ok_and(|m| (m.dev(), m.ino()) == bound) {
+        let _ = fs::remove_file(&common.socket);
+    }
     Ok(())
 }
 

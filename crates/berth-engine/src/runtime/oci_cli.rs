@@ -160,10 +160,17 @@ impl OciCli<'_> {
         Ok(Some((status, st.pid)))
     }
 
-    /// Applies new cgroup limits (`update --resources -`, JSON on stdin).
+    /// Applies new cgroup limits: JSON on stdin, named `/dev/stdin`
+    /// because crun's `--resources` takes a file path (runc's `-` is its
+    /// own spelling).
     pub fn update(&self, id: &str, resources: &[u8]) -> Result<()> {
-        self.run(&["update", "--resources", "-"], id, &[], Some(resources))
-            .map(drop)
+        self.run(
+            &["update", "--resources", "/dev/stdin"],
+            id,
+            &[],
+            Some(resources),
+        )
+        .map(drop)
     }
 
     pub fn pids(&self, id: &str) -> Result<Vec<u32>> {
