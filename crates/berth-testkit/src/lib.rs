@@ -1,8 +1,8 @@
 //! berth-testkit: the real things berth's integration tests stand on — loop
-//! device filesystems ([`LoopFs`]), berthd under test driven by the real
-//! docker CLI ([`Daemon`]), test images built from busybox-static ([`busybox`],
-//! [`hostile`]) and outside-in checks ([`mountinfo`], [`btrfs`]). No mocks:
-//! each guard owns a kernel object and tears it down in `Drop`, even on panic.
+//! device filesystems ([`LoopFs`]), zfs pools on files ([`ZfsPool`]), berthd
+//! under test driven by the real docker CLI ([`Daemon`]), busybox-static test
+//! images ([`busybox`], [`hostile`]) and outside-in checks ([`mountinfo`],
+//! [`btrfs`]). No mocks: each guard tears its kernel object down in `Drop`.
 
 pub mod archive;
 pub mod btrfs;
@@ -15,6 +15,7 @@ pub mod loopfs;
 pub mod microvm;
 pub mod mountinfo;
 pub mod scratch;
+pub mod zfs;
 
 pub use archive::{BuiltImage, Compression, ImageBuilder, Layout};
 pub use daemon::{
@@ -26,3 +27,4 @@ pub use layer::LayerTar;
 pub use loopfs::{FsKind, LoopFs};
 pub use microvm::{MicroVm, Payload};
 pub use scratch::require_root;
+pub use zfs::ZfsPool;

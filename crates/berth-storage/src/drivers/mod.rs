@@ -1,8 +1,9 @@
 //! The storage drivers and how one is chosen at start-up: an existing data
 //! root keeps the driver it was made with (recorded in `engine.json`);
-//! a new one gets btrfs on btrfs, else overlay2 where the kernel has it,
-//! else vfs — dockerd's order. Daemon-wide `--storage-opt`s are parsed here
-//! and handed to the chosen driver, which refuses the ones it does not know.
+//! a new one gets btrfs on btrfs, zfs on a ZFS dataset, else overlay2 where
+//! the kernel has it, else vfs — dockerd's order. Daemon-wide
+//! `--storage-opt`s are parsed here and handed to the chosen driver, which
+//! refuses the ones it does not know.
 
 pub mod btrfs;
 mod fsinfo;
@@ -10,6 +11,7 @@ mod mount_refs;
 pub mod overlay2;
 mod tree_copy;
 pub mod vfs;
+pub mod zfs;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,7 +36,7 @@ pub struct DriverConfig {
 }
 
 /// The drivers berth knows, in auto-selection order after btrfs.
-pub const DRIVERS: &[&str] = &["btrfs", "overlay2", "vfs"];
+pub const DRIVERS: &[&str] = &["btrfs", "zfs", "overlay2", "vfs"];
 
 /// `<data-root>/engine.json`: which driver made this data root.
 #[derive(Debug, Serialize, Deserialize)]
@@ -106,6 +108,7 @@ pub fn open_driver(cfg: &DriverConfig) -> Result<Arc<dyn Driver>> {
             &options,
         )?),
         "btrfs" => Arc::new(btrfs::Btrfs::open(&cfg.data_root.join("btrfs"), &options)?),
+        "zfs" => Arc::new(zfs::Zfs::open(&cfg.data_root.join("zfs"), &options)?),
         other => {
             return Err(StorageError::Unsupported(format!(
                 "storage driver {other:?} is not supported; choose one of {}",
@@ -138,6 +141,9 @@ fn read_record(path: &Path) -> Result<Option<EngineRecord>> {
 fn auto_select(data_root: &Path) -> String {
     if fsinfo::magic(data_root) == Some(FsMagic::Btrfs) {
         return "btrfs".into();
+    }
+    if zfs::dataset_of(data_root).is_some() {
+        return "zfs".into();
     }
     if overlay2::supported(data_root) {
         return "overlay2".into();

@@ -1,0 +1,305 @@
+//! `ZfsPool`: a ZFS pool on a sparse file for one test, on kernel ZFS or on
+//! zfs-fuse — started here when no ZFS answers, and stopped again once the
+//! last pool this process made is gone and no other pool exists. Drop
+//! destroys the pool and deletes the file. Also `zfs list -t all`, for
+//! "nothing left behind" checks.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+use crate::scratch;
+
+/// The zfs-fuse daemon this process started, and how many pools use it.
+struct Service {
+    users: usize,
+    started: Option<(Pid, PathBuf)>,
+}
+
+static SERVICE: Mutex<Service> = Mutex::new(Service {
+    users: 0,
+    started: None,
+});
+
+fn run(program: &str, args: &[&str]) -> io::Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("{program}: {e}")))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(io::Error::other(format!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Whether ZFS answers (kernel module loaded or zfs-fuse running).
+fn zfs_answers() -> bool {
+    run("zpool", &["list", "-H", "-o", "name"]).is_ok()
+}
+
+/// Names of every imported pool.
+pub fn pools() -> io::Result<Vec<String>> {
+    Ok(run("zpool", &["list", "-H", "-o", "name"])?
+        .lines()
+        .map(str::to_string)
+        .collect())
+}
+
+fn start_zfs_fuse() -> io::Result<(Pid, PathBuf)> {
+    let base = scratch::base_dir();
+    std::fs::create_dir_all(&base)?;
+    let pidfile = base.join(format!("zfs-fuse-{}.pid", std::process::id()));
+    let _ = std::fs::remove_file(&pidfile);
+    let status = Command::new("zfs-fuse")
+        .arg("--pidfile")
+        .arg(&pidfile)
+        .arg("--no-kstat-mount")
+        .status()
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("zfs-fuse: {e} (install it: apt-get install -y zfs-fuse)"),
+            )
+        })?;
+    if !status.success() {
+        return Err(io::Error::other(format!("zfs-fuse exited with {status}")));
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let pid = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
+        if let (Some(pid), true) = (pid, zfs_answers()) {
+            return Ok((Pid::from_raw(pid), pidfile));
+        }
+        if Instant::now() > deadline {
+            return Err(io::Error::other("zfs-fuse did not answer within 15 s"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stop_zfs_fuse(pid: Pid, pidfile: &Path) {
+    let _ = kill(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while kill(pid, None).is_ok() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if kill(pid, None).is_ok() {
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+    let _ = std::fs::remove_file(pidfile);
+}
+
+/// Takes a use of the ZFS service, starting zfs-fuse if nothing answers.
+fn acquire_service() -> io::Result<()> {
+    let mut service = SERVICE.lock().unwrap_or_else(|e| e.into_inner());
+    if service.users == 0 && !zfs_answers() {
+        service.started = Some(start_zfs_fuse()?);
+    }
+    service.users += 1;
+    Ok(())
+}
+
+/// Drops a use; the last one stops a zfs-fuse this process started unless
+/// another pool (another test run's) still needs it.
+fn release_service() {
+    let mut service = SERVICE.lock().unwrap_or_else(|e| e.into_inner());
+    service.users = service.users.saturating_sub(1);
+    if service.users == 0 && pools().map(|p| p.is_empty()).unwrap_or(true) {
+        if let Some((pid, pidfile)) = service.started.take() {
+            stop_zfs_fuse(pid, &pidfile);
+        }
+    }
+}
+
+/// A pool on a sparse file, its root dataset mounted on a scratch dir.
+#[derive(Debug)]
+pub struct ZfsPool {
+    name: String,
+    image: PathBuf,
+    mount_point: PathBuf,
+    dir: Option<TempDir>,
+}
+
+impl ZfsPool {
+    /// A 1 GiB pool (sparse: only what is written uses disk).
+    pub fn new() -> io::Result<ZfsPool> {
+        Self::with_size_mib(1024)
+    }
+
+    /// A pool of `size_mib` (at least 128: ZFS refuses smaller vdevs).
+    pub fn with_size_mib(size_mib: u64) -> io::Result<ZfsPool> {
+        acquire_service()?;
+        match Self::create(size_mib.max(128)) {
+            Ok(pool) => Ok(pool),
+            Err(e) => {
+                release_service();
+                Err(e)
+            }
+        }
+    }
+
+    fn create(size_mib: u64) -> io::Result<ZfsPool> {
+        let dir = scratch::scratch_dir("zpool-")?;
+        let image = dir.path().join("pool.img");
+        let mount_point = dir.path().join("mnt");
+        std::fs::File::create(&image)?.set_len(size_mib * 1024 * 1024)?;
+        let name = scratch::unique_name("berthtest").replace('-', "_");
+        let (image_text, mount_text) = (path_str(&image)?, path_str(&mount_point)?);
+        // cachefile=none: a pool a killed test leaves is not imported again
+        // the next time zfs-fuse starts.
+        run(
+            "zpool",
+            &[
+                "create",
+                "-o",
+                "cachefile=none",
+                "-m",
+                mount_text,
+                &name,
+                image_text,
+            ],
+        )?;
+        Ok(ZfsPool {
+            name,
+            image,
+            mount_point,
+            dir: Some(dir),
+        })
+    }
+
+    /// The pool's name (also its root dataset's).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where the root dataset is mounted.
+    pub fn path(&self) -> &Path {
+        &self.mount_point
+    }
+
+    /// The sparse file behind the pool.
+    pub fn image(&self) -> &Path {
+        &self.image
+    }
+
+    /// Creates `<pool>/<name>` with `-o` properties, e.g. `mountpoint=...`.
+    pub fn create_dataset(&self, name: &str, properties: &[&str]) -> io::Result<String> {
+        let full = format!("{}/{name}", self.name);
+        let mut args = vec!["create"];
+        for p in properties {
+            args.extend(["-o", p]);
+        }
+        args.push(&full);
+        run("zfs", &args)?;
+        Ok(full)
+    }
+
+    /// Every dataset, snapshot and clone in the pool (`zfs list -t all`),
+    /// the root dataset included.
+    pub fn datasets(&self) -> io::Result<Vec<String>> {
+        Ok(run(
+            "zfs",
+            &["list", "-H", "-o", "name", "-t", "all", "-r", &self.name],
+        )?
+        .lines()
+        .map(str::to_string)
+        .collect())
+    }
+
+    /// `(name, origin)` of every filesystem in the pool; origin is `-` for
+    /// one that is not a clone.
+    pub fn origins(&self) -> io::Result<Vec<(String, String)>> {
+        Ok(run(
+            "zfs",
+            &[
+                "list",
+                "-H",
+                "-o",
+                "name,origin",
+                "-t",
+                "filesystem",
+                "-r",
+                &self.name,
+            ],
+        )?
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect())
+    }
+
+    /// One property of a dataset, exact (`zfs get -Hp`).
+    pub fn get(&self, dataset: &str, property: &str) -> io::Result<String> {
+        Ok(
+            run("zfs", &["get", "-Hp", "-o", "value", property, dataset])?
+                .trim()
+                .to_string(),
+        )
+    }
+}
+
+fn path_str(path: &Path) -> io::Result<&str> {
+    path.to_str()
+        .ok_or_else(|| io::Error::other(format!("{} is not UTF-8", path.display())))
+}
+
+impl Drop for ZfsPool {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match run("zpool", &["destroy", "-f", &self.name]) {
+                Ok(_) => break,
+                // zfs-fuse reports busy datasets for a while after unmounts.
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("berth-testkit: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => {
+                    eprintln!("berth-testkit: leaving pool {}: {e}", self.name);
+                    if let Some(dir) = self.dir.take() {
+                        let _ = dir.keep();
+                    }
+                    break;
+                }
+            }
+        }
+        self.dir.take();
+        release_service();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_comes_and_goes() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let pool = ZfsPool::with_size_mib(256).unwrap();
+        let name = pool.name().to_string();
+        let image = pool.image().to_path_buf();
+        assert!(pools().unwrap().contains(&name));
+        let ds = pool.create_dataset("a", &["mountpoint=legacy"]).unwrap();
+        assert_eq!(pool.datasets().unwrap(), vec![name.clone(), ds]);
+        std::fs::write(pool.path().join("hello"), b"hi").unwrap();
+        drop(pool);
+        assert!(!pools().unwrap_or_default().contains(&name));
+        assert!(!image.exists());
+    }
+}
