@@ -390,7 +390,7 @@ pub(super) fn copy_exact(src: &mut dyn Read, dst: &mut File, size: u64, rel: &Pa
 pub(super) struct Meta {
     pub(super) uid: u32,
     pub(super) gid: u32,
-    mode: u32,
+    pub(super) mode: u32,
     mtime: Timespec,
     atime: Timespec,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,

@@ -108,13 +108,7 @@ fn ensure_parent(dest: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd> {
                 let name = comp.as_os_str();
                 match rustix::fs::mkdirat(&current, name, Mode::from_raw_mode(IMPLIED_DIR_MODE)) {
                     // The umask narrowed it.
-                    Ok(()) => rustix::fs::chmodat(
-                        &current,
-                        name,
-                        Mode::from_raw_mode(IMPLIED_DIR_MODE),
-                        AtFlags::empty(),
-                    )
-                    .map_err(|e| io_err("chmod", &prefix, e))?,
+                    Ok(()) => chmod_no_follow(&current, name, IMPLIED_DIR_MODE, &prefix)?,
                     Err(Errno::EXIST) => {}
                     Err(e) => return Err(io_err("mkdir", &prefix, e)),
                 }
@@ -225,12 +219,37 @@ fn unpack_entry<R: Read>(
             )))
         }
     }
-    meta.apply(&dir, name, kind != EntryType::Symlink)?;
+    // Ownership and xattrs never follow a link; the mode is set on the
+    // inode just made, through a handle, so a running container swapping
+    // it for a symlink meanwhile cannot turn the chmod onto the host.
+    meta.apply(&dir, name, false)?;
+    if kind != EntryType::Symlink {
+        chmod_no_follow(&dir, name, meta.mode, &rel)?;
+    }
     if kind.is_dir() {
         return Ok(Some((rel, meta.times())));
     }
     set_times(&dir, name, &meta.times(), &rel)?;
     Ok(None)
+}
+
+/// `chmod` of `name` in `dir` itself, never of what a symlink there names.
+fn chmod_no_follow(dir: &OwnedFd, name: &OsStr, mode: u32, rel: &Path) -> Result<()> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err("open", rel, e))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| io_err("stat", rel, e))?;
+    if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
+        // Swapped since it was made: links have no mode of their own.
+        return Ok(());
+    }
+    // The /proc/self/fd link of an O_PATH handle leads to exactly its inode.
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    rustix::fs::chmod(path.as_str(), Mode::from_raw_mode(mode)).map_err(|e| io_err("chmod", rel, e))
 }
 
 /// A hardlink entry: its target must name a file already inside the
