@@ -278,12 +278,18 @@ fn check_writable(subject: &ArchiveSubject, path: &Path) -> Result<()> {
     }
 }
 
-/// Reads `/etc/<file>` of the container (bounded: it is untrusted).
+/// Reads `/etc/<file>` of the container. It is untrusted: bounded in
+/// size, and only a regular file — a FIFO planted there must not hang us.
 fn read_etc(root: BorrowedFd<'_>, file: &str) -> String {
     use std::io::Read;
-    let Ok(fd) = in_root::open(root, &Path::new("/etc").join(file), OFlags::RDONLY) else {
+    let path = Path::new("/etc").join(file);
+    let Ok(fd) = in_root::open(root, &path, OFlags::RDONLY | OFlags::NONBLOCK) else {
         return String::new();
     };
+    match rustix::fs::fstat(&fd) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {}
+        _ => return String::new(),
+    }
     let mut text = String::new();
     let _ = std::fs::File::from(fd)
         .take(4 << 20)

@@ -630,6 +630,19 @@ fn copy_uid_gid_uses_the_containers_own_users() {
         err.to_string(),
         "failed to look up user \"ghost\" in container: no matching entries in passwd file"
     );
+    // A FIFO planted as /etc/passwd is not read (it would never end).
+    std::fs::remove_file(f.rootfs.join("etc/passwd")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        f.rootfs.join("etc/passwd"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    s.user = Some("app".into());
+    let err = f.put_with(&s, "/data", &one, false, true).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidParameter);
 }
 
 /// A process chrooted into the fixture's rootfs in a mount namespace of
