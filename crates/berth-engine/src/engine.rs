@@ -83,12 +83,16 @@ impl Engine {
             shim: config.shim_binary.clone(),
             exec_root: config.exec_root.clone(),
         })?;
+        let events = EventBus::open(
+            &config.data_root.join("events"),
+            crate::events::Retention::default(),
+        )?;
         let engine = Engine {
             config,
             driver,
             layers,
             images,
-            events: EventBus::new(),
+            events,
             volumes,
             networks,
             containers: ContainerStore::default(),
