@@ -463,6 +463,28 @@ fn create_mount_point(root: BorrowedFd<'_>, dest: &Path, is_dir: bool) -> Result
     Ok(())
 }
 
+/// The root of running container `id` through its init process `pid`.
+/// The root is opened first and the process checked after: were the pid
+/// recycled meanwhile, by a process outside the container's cgroup (whose
+/// path holds the container ID), the handle — possibly on the host's own
+/// root — is dropped.
+fn running_root(pid: u32, id: &str) -> Option<OwnedFd> {
+    use std::io::Read;
+    let root = rustix::fs::open(
+        format!("/proc/{pid}/root").as_str(),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let mut cgroups = String::new();
+    std::fs::File::open(format!("/proc/{pid}/cgroup"))
+        .ok()?
+        .take(64 << 10)
+        .read_to_string(&mut cgroups)
+        .ok()?;
+    (!id.is_empty() && cgroups.lines().any(|l| l.contains(id))).then_some(root)
+}
+
 impl Engine {
     /// What `docker cp` needs to know about container `name` (ID, name or
     /// ID prefix), from the containers module's record.
@@ -502,13 +524,12 @@ impl Engine {
         work: impl FnOnce(BorrowedFd<'_>) -> Result<T> + Send,
     ) -> Result<T> {
         if let Some(pid) = subject.pid {
-            let root = rustix::fs::open(
-                format!("/proc/{pid}/root").as_str(),
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| view_err(&format!("open /proc/{pid}/root"), e))?;
-            return work(root.as_fd());
+            match running_root(pid, &subject.id) {
+                Some(root) => return work(root.as_fd()),
+                // It exited (or the record is stale): its files are in its
+                // writable layer.
+                None => tracing::debug!("container {}: pid {pid} is gone", subject.id),
+            }
         }
         let rootfs = self.layers.mount_rw(&subject.id)?;
         // Volumes whose options mount something are mounted for the view,

@@ -646,13 +646,57 @@ fn copy_uid_gid_uses_the_containers_own_users() {
 }
 
 /// A process chrooted into the fixture's rootfs in a mount namespace of
-/// its own, with a tmpfs only it can see; killed on drop.
-struct Chrooted(std::process::Child);
+/// its own, with a tmpfs only it can see, in a cgroup named after the
+/// container as the runtime names it; killed (and the cgroup removed) on
+/// drop.
+struct Chrooted {
+    child: std::process::Child,
+    cgroup: PathBuf,
+}
 
 impl Drop for Chrooted {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir(&self.cgroup);
+    }
+}
+
+impl Chrooted {
+    fn start(rootfs: &Path, id: &str) -> Chrooted {
+        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+        std::fs::create_dir_all(rootfs.join("tmpvol")).unwrap();
+        std::fs::copy("/usr/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        let script = format!(
+            "mount -t tmpfs none {r}/tmpvol && echo inside > {r}/tmpvol/seen && exec chroot {r} /bin/busybox sleep 600",
+            r = rootfs.display()
+        );
+        // cgroup v2 where it is the whole tree, else v1's pids hierarchy.
+        let base = if Path::new("/sys/fs/cgroup/cgroup.procs").exists() {
+            PathBuf::from("/sys/fs/cgroup")
+        } else {
+            PathBuf::from("/sys/fs/cgroup/pids")
+        };
+        let cgroup = base.join(format!("berth-test-{id}"));
+        std::fs::create_dir(&cgroup).unwrap();
+        let child = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let me = Chrooted { child, cgroup };
+        std::fs::write(me.cgroup.join("cgroup.procs"), pid.to_string()).unwrap();
+        // Wait until the process runs chrooted (its root is no longer ours).
+        let proc_root = format!("/proc/{pid}/root");
+        let started = (0..2000).any(|_| {
+            let done = std::fs::read_link(&proc_root).is_ok_and(|p| p != Path::new("/"));
+            if !done {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            done
+        });
+        assert!(started, "the chrooted process did not start");
+        me
     }
 }
 
@@ -660,33 +704,12 @@ impl Drop for Chrooted {
 fn running_container_is_seen_through_its_own_mounts() {
     let f = Fixture::new();
     let r = &f.rootfs;
-    std::fs::create_dir_all(r.join("bin")).unwrap();
-    std::fs::create_dir_all(r.join("tmpvol")).unwrap();
-    std::fs::copy("/usr/bin/busybox", r.join("bin/busybox")).unwrap();
-    let script = format!(
-        "mount -t tmpfs none {r}/tmpvol && echo inside > {r}/tmpvol/seen && exec chroot {r} /bin/busybox sleep 600",
-        r = r.display()
-    );
-    let child = std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let _guard = Chrooted(child);
-    // Wait until the process runs chrooted (its root is no longer ours).
-    let proc_root = format!("/proc/{pid}/root");
-    let mut ready = false;
-    for _ in 0..2000 {
-        if std::fs::read_link(&proc_root).is_ok_and(|p| p != Path::new("/")) {
-            ready = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    assert!(ready, "the chrooted process did not start");
-
+    let id = berth_storage::random_id();
+    let running = Chrooted::start(r, &id);
     let mut s = f.subject();
-    s.pid = Some(pid);
+    s.id = id;
+    s.pid = Some(running.child.id());
+
     let seen = f.stat(&s, "/tmpvol/seen").unwrap();
     assert_eq!(seen.size, 7);
     assert!(
@@ -722,6 +745,23 @@ fn running_container_is_seen_through_its_own_mounts() {
     )
     .unwrap();
     assert_eq!(f.outside_listing(), before);
+}
+
+#[test]
+fn a_recycled_pid_never_gives_the_hosts_root() {
+    let f = Fixture::new();
+    let mut s = f.subject();
+    // Our own pid: a live process whose root is the host's, outside the
+    // container's cgroup — as a recycled pid would be.
+    s.pid = Some(std::process::id());
+    let passwd = f.stat(&s, "/etc/passwd").unwrap();
+    assert_eq!(
+        passwd.size,
+        PASSWD.len() as i64,
+        "read the writable layer, not the host"
+    );
+    let err = f.stat(&s, "/proc/self/status").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
