@@ -1,7 +1,10 @@
 //! The btrfs driver: an image's base layer is a subvolume, every child
 //! layer and every container layer a writable snapshot of its parent, all
 //! made through btrfs ioctls (`btrfs-uapi`), never the `btrfs` command.
-//! Snapshots share extents, so layers cost only what they change.
+//! Snapshots share extents, so layers cost only what they change. A
+//! container's `size` is a qgroup limit; quota is turned on when first needed.
+
+mod qgroup;
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -9,15 +12,50 @@ use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
+use self::qgroup::QuotaState;
 use super::vfs::list_dir_names;
-use super::{fsinfo, unknown_option, DriverOptions, FsMagic};
-use crate::driver::{Driver, RwLayerOpts};
+use super::{fsinfo, parse_size, unknown_option, DriverOptions, FsMagic};
+use crate::archive;
+use crate::driver::{Driver, RwLayerOpts, Usage};
 use crate::error::{Result, StorageError};
 
 /// The btrfs driver rooted at `<data-root>/btrfs`.
 pub struct Btrfs {
     home: PathBuf,
+    /// `btrfs.min_space`: the smallest `size` a container may ask for.
+    min_space: Option<u64>,
+    /// `btrfs.size`: the limit of a container created without `size`.
+    default_size: Option<u64>,
+    /// Quota as last seen or set; the lock also makes enabling happen once.
+    quota: Mutex<QuotaState>,
+}
+
+/// A byte count as dockerd prints sizes in messages (go-units HumanSize:
+/// decimal units, four significant digits).
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    let integer_digits = if value < 10.0 {
+        1
+    } else if value < 100.0 {
+        2
+    } else {
+        3
+    };
+    let text = format!("{value:.*}", 4 - integer_digits);
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &text
+    };
+    format!("{text}{}", UNITS[unit])
 }
 
 fn errno(e: nix::errno::Errno) -> std::io::Error {
@@ -30,11 +68,16 @@ fn cname(id: &str) -> Result<CString> {
 
 impl Btrfs {
     /// Opens (creating) the driver home; refuses a data root not on btrfs.
+    /// With `btrfs.min_space` or `btrfs.size` set, quota is turned on now
+    /// (dockerd does so for `min_space`); otherwise at the first container
+    /// that asks for a size.
     pub fn open(home: &Path, options: &DriverOptions) -> Result<Btrfs> {
-        for (key, _) in options.iter() {
+        let mut min_space = None;
+        let mut default_size = None;
+        for (key, value) in options.iter() {
             match key {
-                // dockerd's only btrfs option; container sizes arrive with the quota work.
-                "btrfs.min_space" => {}
+                "btrfs.min_space" => min_space = Some(parse_size(value)?),
+                "btrfs.size" => default_size = Some(parse_size(value)?),
                 _ => return Err(unknown_option("btrfs", key)),
             }
         }
@@ -50,9 +93,70 @@ impl Btrfs {
         let subvolumes = home.join("subvolumes");
         std::fs::create_dir_all(&subvolumes)
             .map_err(|e| StorageError::at(&subvolumes, "create", e))?;
-        Ok(Btrfs {
+        let state = qgroup::state(Self::open_dir(home)?.as_fd())?;
+        let driver = Btrfs {
             home: home.to_path_buf(),
-        })
+            min_space: min_space.filter(|m| *m > 0),
+            default_size,
+            quota: Mutex::new(state),
+        };
+        if let Some(size) = driver.default_size {
+            driver.check_size(size).map_err(|e| {
+                StorageError::InvalidOption(format!("btrfs.size={}: {e}", human_size(size)))
+            })?;
+        }
+        if driver.min_space.is_some() || driver.default_size.is_some() {
+            driver.enable_quota()?;
+        }
+        if let QuotaState::On { .. } = state {
+            // Qgroups of subvolumes deleted while the kernel was still
+            // freeing them (see `qgroup::destroy`).
+            qgroup::clear_stale(Self::open_dir(home)?.as_fd());
+        }
+        Ok(driver)
+    }
+
+    /// dockerd's rules and words for a container size.
+    fn check_size(&self, size: u64) -> Result<()> {
+        if size == 0 {
+            return Err(StorageError::InvalidOption(format!(
+                "btrfs: invalid storage size: {}",
+                human_size(size)
+            )));
+        }
+        if let Some(min) = self.min_space.filter(|m| size < *m) {
+            return Err(StorageError::InvalidOption(format!(
+                "btrfs: storage size cannot be less than {}",
+                human_size(min)
+            )));
+        }
+        Ok(())
+    }
+
+    fn quota_state(&self) -> QuotaState {
+        *self.quota.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Turns quota on unless it is; once per filesystem.
+    fn enable_quota(&self) -> Result<()> {
+        let mut state = self.quota.lock().unwrap_or_else(|e| e.into_inner());
+        if let QuotaState::On { .. } = *state {
+            return Ok(());
+        }
+        let home = Self::open_dir(&self.home)?;
+        // Another daemon or the operator may have turned it on meanwhile.
+        if let QuotaState::Off = qgroup::state(home.as_fd())? {
+            tracing::info!("btrfs: enabling quota on {}", self.home.display());
+            qgroup::enable(home.as_fd())?;
+        }
+        *state = qgroup::state(home.as_fd())?;
+        Ok(())
+    }
+
+    /// Limits layer `id` to `size` bytes.
+    fn limit(&self, id: &str, size: u64) -> Result<()> {
+        let group = qgroup::qgroup_of(&self.dir(id))?;
+        qgroup::limit(Self::open_dir(&self.home)?.as_fd(), group, size)
     }
 
     fn subvolumes(&self) -> PathBuf {
@@ -69,15 +173,24 @@ impl Btrfs {
 
     /// Deletes the subvolume `id`, first any subvolumes nested inside it
     /// (a container may have made some).
+    /// With quota on, the subvolume's qgroup goes too (without waiting).
     fn delete_subvolume(&self, id: &str) -> Result<()> {
         let path = self.dir(id);
         if !path.exists() {
             return Ok(());
         }
+        let group = match self.quota_state() {
+            QuotaState::On { .. } => qgroup::qgroup_of(&path).ok(),
+            QuotaState::Off => None,
+        };
         self.delete_nested(&path)?;
         let parent = Self::open_dir(&self.subvolumes())?;
         btrfs_uapi::subvolume::subvolume_delete(parent.as_fd(), &cname(id)?)
-            .map_err(|e| StorageError::at(&path, "delete subvolume", errno(e)))
+            .map_err(|e| StorageError::at(&path, "delete subvolume", errno(e)))?;
+        if let Some(group) = group {
+            qgroup::destroy(parent.as_fd(), group);
+        }
+        Ok(())
     }
 
     fn delete_nested(&self, dir: &Path) -> Result<()> {
@@ -140,12 +253,18 @@ impl Driver for Btrfs {
     }
 
     fn create_rw(&self, id: &str, parent: Option<&str>, opts: &RwLayerOpts) -> Result<()> {
-        if opts.size.is_some() {
-            return Err(StorageError::InvalidOption(
-                "--storage-opt size is not supported by the btrfs driver yet".into(),
-            ));
+        let Some(size) = opts.size.or(self.default_size) else {
+            return self.create(id, parent);
+        };
+        self.check_size(size)?;
+        // Before the snapshot, so its qgroup is made and counted with it.
+        self.enable_quota()?;
+        self.create(id, parent)?;
+        if let Err(e) = self.limit(id, size) {
+            let _ = self.delete_subvolume(id);
+            return Err(e);
         }
-        self.create(id, parent)
+        Ok(())
     }
 
     fn remove(&self, id: &str) -> Result<()> {
@@ -172,22 +291,90 @@ impl Driver for Btrfs {
         Ok(())
     }
 
-    fn status(&self) -> Vec<(String, String)> {
-        let quota = Self::open_dir(&self.home)
-            .ok()
-            .and_then(|f| btrfs_uapi::quota::qgroup_list(f.as_fd()).ok())
-            .is_some();
-        vec![
-            ("Backing Filesystem".into(), "btrfs".into()),
-            ("Quota Enabled".into(), quota.to_string()),
-        ]
+    /// The qgroup's exclusive bytes when quota is on and its numbers are
+    /// consistent; otherwise what the changes add up to.
+    fn usage(&self, id: &str, parent: Option<&str>) -> Result<Usage> {
+        let dir = self.dir(id);
+        if !dir.is_dir() {
+            return Err(StorageError::NotFound(format!("btrfs: no layer {id}")));
+        }
+        if let QuotaState::On { .. } = self.quota_state() {
+            let home = Self::open_dir(&self.home)?;
+            if qgroup::state(home.as_fd())?
+                == (QuotaState::On {
+                    inconsistent: false,
+                })
+            {
+                let group = qgroup::qgroup_of(&dir)?;
+                if let Some(size) = qgroup::exclusive_bytes(home.as_fd(), group)? {
+                    return Ok(Usage { size, inodes: None });
+                }
+            }
+        }
+        let lower = parent.map(|p| self.dir(p));
+        let changes = archive::changes_between(lower.as_deref(), &dir)?;
+        Ok(Usage {
+            size: archive::changes_size(&dir, &changes),
+            inodes: Some(changes.len() as u64),
+        })
     }
 
-    fn metadata(&self, _id: &str) -> Result<BTreeMap<String, String>> {
-        Ok(BTreeMap::new())
+    fn status(&self) -> Vec<(String, String)> {
+        let state = Self::open_dir(&self.home)
+            .and_then(|home| qgroup::state(home.as_fd()))
+            .unwrap_or_else(|_| self.quota_state());
+        let mut status = vec![
+            ("Backing Filesystem".to_string(), "btrfs".to_string()),
+            (
+                "Quota Enabled".to_string(),
+                matches!(state, QuotaState::On { .. }).to_string(),
+            ),
+        ];
+        if let QuotaState::On { inconsistent: true } = state {
+            status.push((
+                "Quota Inconsistent".to_string(),
+                "true (run `btrfs quota rescan`)".to_string(),
+            ));
+        }
+        if let Some(size) = self.default_size {
+            status.push(("Default Size Limit".to_string(), human_size(size)));
+        }
+        if let Some(min) = self.min_space {
+            status.push(("Minimum Size Limit".to_string(), human_size(min)));
+        }
+        status
+    }
+
+    /// `SizeLimit` in bytes for a layer with a qgroup limit.
+    fn metadata(&self, id: &str) -> Result<BTreeMap<String, String>> {
+        let mut data = BTreeMap::new();
+        if let QuotaState::On { .. } = self.quota_state() {
+            let home = Self::open_dir(&self.home)?;
+            if let Ok(group) = qgroup::qgroup_of(&self.dir(id)) {
+                if let Some(limit) = qgroup::referenced_limit(home.as_fd(), group)? {
+                    data.insert("SizeLimit".to_string(), limit.to_string());
+                }
+            }
+        }
+        Ok(data)
     }
 
     fn cleanup(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_size;
+
+    #[test]
+    fn sizes_read_as_dockerd_prints_them() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(20 * 1024 * 1024), "20.97MB");
+        assert_eq!(human_size(30 * 1024 * 1024), "31.46MB");
+        assert_eq!(human_size(1_000_000_000), "1GB");
+        assert_eq!(human_size(10 * 1024 * 1024 * 1024), "10.74GB");
     }
 }
