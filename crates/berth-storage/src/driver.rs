@@ -165,6 +165,12 @@ pub trait Driver: Send + Sync {
     /// The `DriverStatus` pairs of `docker info`.
     fn status(&self) -> Vec<(String, String)>;
 
+    /// Lines for the `Warnings` of `docker info` (devicemapper on a
+    /// loopback pool, for one). None by default.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The `GraphDriver.Data` map of `docker inspect` for layer `id`.
     fn metadata(&self, id: &str) -> Result<BTreeMap<String, String>>;
 

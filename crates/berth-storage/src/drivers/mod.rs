@@ -6,11 +6,13 @@
 //! refuses the ones it does not know.
 
 pub mod btrfs;
+pub mod devicemapper;
 mod fsinfo;
 mod mount_refs;
 pub mod overlay2;
 mod tree_copy;
 pub mod vfs;
+pub mod xfs_quota;
 pub mod zfs;
 
 use std::path::{Path, PathBuf};
@@ -36,7 +38,7 @@ pub struct DriverConfig {
 }
 
 /// The drivers berth knows, in auto-selection order after btrfs.
-pub const DRIVERS: &[&str] = &["btrfs", "zfs", "overlay2", "vfs"];
+pub const DRIVERS: &[&str] = &["btrfs", "zfs", "overlay2", "vfs", "devicemapper"];
 
 /// `<data-root>/engine.json`: which driver made this data root.
 #[derive(Debug, Serialize, Deserialize)]
@@ -81,6 +83,31 @@ pub fn parse_size(value: &str) -> Result<u64> {
         .map_err(|_| StorageError::InvalidOption(format!("invalid size: '{value}'")))
 }
 
+/// Formats a size as dockerd's `units.HumanSize` does in `docker info` and
+/// in its error messages: decimal units, four significant digits
+/// (`10.74GB`, `65.54kB`).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    // %.4g: four significant digits, trailing zeros dropped.
+    let digits = if value > 0.0 {
+        value.log10().floor() as i32 + 1
+    } else {
+        1
+    };
+    let decimals = (4 - digits).max(0) as usize;
+    let mut text = format!("{value:.decimals$}");
+    if text.contains('.') {
+        text = text.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{text}{}", UNITS[unit])
+}
+
 /// Opens the configured (or auto-selected) driver on `cfg.data_root`.
 pub fn open_driver(cfg: &DriverConfig) -> Result<Arc<dyn Driver>> {
     let record_path = cfg.data_root.join("engine.json");
@@ -108,6 +135,10 @@ pub fn open_driver(cfg: &DriverConfig) -> Result<Arc<dyn Driver>> {
             &options,
         )?),
         "btrfs" => Arc::new(btrfs::Btrfs::open(&cfg.data_root.join("btrfs"), &options)?),
+        "devicemapper" => Arc::new(devicemapper::DeviceMapper::open(
+            &cfg.data_root.join("devicemapper"),
+            &options,
+        )?),
         "zfs" => Arc::new(zfs::Zfs::open(&cfg.data_root.join("zfs"), &options)?),
         other => {
             return Err(StorageError::Unsupported(format!(
@@ -154,4 +185,19 @@ fn auto_select(data_root: &Path) -> String {
 /// Refuses an option the driver does not know, in dockerd's words.
 pub(crate) fn unknown_option(driver: &str, key: &str) -> StorageError {
     StorageError::InvalidOption(format!("{driver}: unknown option {key}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_size;
+
+    #[test]
+    fn human_size_matches_dockerd() {
+        assert_eq!(human_size(10 * 1024 * 1024 * 1024), "10.74GB");
+        assert_eq!(human_size(65536), "65.54kB");
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(2_000_000), "2MB");
+        assert_eq!(human_size(107_374_182_400), "107.4GB");
+    }
 }

@@ -12,7 +12,8 @@ use rustix::mount::{MountFlags, UnmountFlags};
 
 use super::mount_refs::MountRefs;
 use super::vfs::list_dir_names;
-use super::{fsinfo, unknown_option, DriverOptions, FsMagic};
+use super::xfs_quota::ProjectQuota;
+use super::{fsinfo, parse_size, unknown_option, DriverOptions, FsMagic};
 use crate::archive::{self, ApplyStats, Change, SplitRecorder, WhiteoutFormat};
 use crate::driver::{Driver, RwLayerOpts, Usage};
 use crate::error::{Result, StorageError};
@@ -24,7 +25,15 @@ const LINK_LEN: usize = 26;
 pub struct Overlay2 {
     home: PathBuf,
     mounts: MountRefs,
+    /// Project quota on the home's xfs, when it is mounted with `pquota`.
+    quota: Option<ProjectQuota>,
+    /// `overlay2.size`: the limit of container layers without their own.
+    default_size: Option<u64>,
 }
+
+/// dockerd's refusal of a size where project quota is missing.
+const NO_QUOTA: &str =
+    "--storage-opt is supported only for overlay over xfs with 'pquota' mount option";
 
 /// Whether overlayfs can be used for a data root at `data_root`.
 pub fn supported(data_root: &Path) -> bool {
@@ -41,10 +50,12 @@ pub fn supported(data_root: &Path) -> bool {
 impl Overlay2 {
     /// Opens (creating) the driver home after checking overlayfs works here.
     pub fn open(home: &Path, options: &DriverOptions) -> Result<Overlay2> {
-        for (key, _) in options.iter() {
+        let mut default_size = None;
+        for (key, value) in options.iter() {
             match key {
                 // Accepted for dockerd compatibility; berth has no kernel check to skip.
                 "overlay2.override_kernel_check" => {}
+                "overlay2.size" => default_size = Some(parse_size(value)?),
                 _ => return Err(unknown_option("overlay2", key)),
             }
         }
@@ -57,9 +68,31 @@ impl Overlay2 {
         }
         let links = home.join(LINK_DIR);
         std::fs::create_dir_all(&links).map_err(|e| StorageError::at(&links, "create", e))?;
+        let quota = match ProjectQuota::probe(home, home) {
+            Ok(q) => Some(q),
+            Err(reason) if default_size.is_some() => {
+                return Err(StorageError::InvalidOption(
+                    if fsinfo::magic(home) == Some(FsMagic::Xfs) {
+                        format!(
+                            "Storage option overlay2.size not supported. Filesystem does not \
+                             support Project Quota: {reason}"
+                        )
+                    } else {
+                        format!(
+                            "Storage Option overlay2.size only supported for backingFS XFS. \
+                             Found {}",
+                            fsinfo::backing_fs_name(home)
+                        )
+                    },
+                ));
+            }
+            Err(_) => None,
+        };
         let driver = Overlay2 {
             home: home.to_path_buf(),
             mounts: MountRefs::default(),
+            quota,
+            default_size,
         };
         driver.adopt_existing_mounts();
         Ok(driver)
@@ -137,9 +170,14 @@ impl Overlay2 {
         }
     }
 
-    fn make_layer(&self, id: &str, parent: Option<&str>) -> Result<()> {
+    /// Makes layer `id`; with `size`, its directory becomes a quota project
+    /// before anything is made inside it, so `diff` and `work` inherit it.
+    fn make_layer(&self, id: &str, parent: Option<&str>, size: Option<u64>) -> Result<()> {
         let dir = self.dir(id);
         std::fs::create_dir(&dir).map_err(|e| StorageError::at(&dir, "create", e))?;
+        if let (Some(size), Some(quota)) = (size, &self.quota) {
+            quota.set_limit(&dir, size)?;
+        }
         let diff = dir.join("diff");
         std::fs::create_dir(&diff).map_err(|e| StorageError::at(&diff, "create", e))?;
         let link = self.new_link(id)?;
@@ -219,7 +257,7 @@ impl Driver for Overlay2 {
     }
 
     fn create(&self, id: &str, parent: Option<&str>) -> Result<()> {
-        let result = self.make_layer(id, parent);
+        let result = self.make_layer(id, parent, None);
         if result.is_err() {
             let _ = self.remove(id);
         }
@@ -227,13 +265,17 @@ impl Driver for Overlay2 {
     }
 
     fn create_rw(&self, id: &str, parent: Option<&str>, opts: &RwLayerOpts) -> Result<()> {
-        if opts.size.is_some() {
-            return Err(StorageError::InvalidOption(
-                "--storage-opt is supported only for overlay over xfs with 'pquota' mount option"
-                    .into(),
-            ));
+        let Some(size) = opts.size.or(self.default_size) else {
+            return self.create(id, parent);
+        };
+        if self.quota.is_none() {
+            return Err(StorageError::InvalidOption(NO_QUOTA.into()));
         }
-        self.create(id, parent)
+        let result = self.make_layer(id, parent, Some(size));
+        if result.is_err() {
+            let _ = self.remove(id);
+        }
+        result
     }
 
     fn remove(&self, id: &str) -> Result<()> {
@@ -256,9 +298,11 @@ impl Driver for Overlay2 {
     }
 
     fn list(&self) -> Result<Vec<String>> {
+        // Layers are the directories besides `l`; files here (the quota
+        // project record) are not.
         Ok(list_dir_names(&self.home)?
             .into_iter()
-            .filter(|n| n != LINK_DIR)
+            .filter(|n| n != LINK_DIR && self.home.join(n).is_dir())
             .collect())
     }
 

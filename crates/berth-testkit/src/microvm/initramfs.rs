@@ -190,6 +190,7 @@ for m in $(cat /lib/modules/load-order); do
     insmod /lib/modules/$m || echo "microvm: insmod $m failed"
 done
 ln -sf /proc/self/fd /dev/fd
+ln -sf /proc/self/mounts /etc/mtab
 hostname microvm
 {exports}cd /tmp
 echo {START_MARKER}
