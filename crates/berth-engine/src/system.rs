@@ -94,6 +94,8 @@ impl Engine {
         if !ipv4_forwarding {
             warnings.push("WARNING: IPv4 forwarding is disabled".to_string());
         }
+        // The storage driver's own (devicemapper on loop files, for one).
+        warnings.extend(self.driver.warnings());
         SystemInfo {
             id: Some(id),
             containers: Some(0),
