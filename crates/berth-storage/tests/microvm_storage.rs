@@ -23,6 +23,7 @@ fn vm_payload() -> Payload {
         .tool("xfs_growfs")
         .tool("mkfs.ext4")
         .tool("resize2fs")
+        .tool("dmsetup")
 }
 
 #[test]
@@ -371,6 +372,52 @@ fn guest_devicemapper_min_free_space_refuses_instead_of_hanging() {
     );
     assert!(store.get_rw("one-more").is_err());
     store.remove_rw("filler").unwrap();
+    store.release(&image.chain_id).unwrap();
+    store.driver().cleanup().unwrap();
+    drop(store);
+    assert_no_devices_left();
+}
+
+fn dmsetup(args: &[&str]) -> std::process::Output {
+    Command::new("dmsetup").args(args).output().unwrap()
+}
+
+#[test]
+#[ignore = "runs inside the microVM (devicemapper_in_microvm)"]
+fn guest_devicemapper_interrupted_creation_frees_its_device_id() {
+    microvm::require_guest();
+    let root = guest_dir("dm-crash");
+    let opts = ["dm.loopdatasize=256M", "dm.fs=ext4", "dm.basesize=16M"];
+    let store = open_store(&root, "devicemapper", &opts).unwrap();
+    reconcile(&store, &[], &[]);
+    let pool = status_value(&store, "Pool Name");
+    let meta_path = root.join("devicemapper/metadata.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    let id = meta["next_device_id"].as_u64().unwrap();
+    // A daemon that died right after the pool made the device: the id is
+    // reserved in the file (pending) and taken in the pool.
+    let made = dmsetup(&["message", &pool, "0", &format!("create_thin {id}")]);
+    assert!(made.status.success(), "{made:?}");
+    store.driver().cleanup().unwrap();
+    drop(store);
+    meta["pending"] = serde_json::json!({"device_id": id, "layer": "crashed"});
+    meta["next_device_id"] = serde_json::json!(id + 1);
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+
+    let store = open_store(&root, "devicemapper", &opts).unwrap();
+    reconcile(&store, &[], &[]);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    assert!(meta["pending"].is_null(), "{meta}");
+    // The pool's id is free again: creating it succeeds.
+    let again = dmsetup(&["message", &pool, "0", &format!("create_thin {id}")]);
+    assert!(again.status.success(), "id {id} still taken: {again:?}");
+    let _ = dmsetup(&["message", &pool, "0", &format!("delete {id}")]);
+    // And new layers do not collide with it.
+    let image = store
+        .register(None, &mut Cursor::new(small_layer()), None)
+        .unwrap();
     store.release(&image.chain_id).unwrap();
     store.driver().cleanup().unwrap();
     drop(store);
