@@ -424,6 +424,91 @@ fn guest_devicemapper_interrupted_creation_frees_its_device_id() {
     assert_no_devices_left();
 }
 
+/// Attaches `file` to a free loop device with busybox's losetup.
+fn losetup(file: &Path) -> String {
+    let free = Command::new("losetup").arg("-f").output().unwrap();
+    let dev = String::from_utf8_lossy(&free.stdout).trim().to_string();
+    let ok = Command::new("losetup")
+        .arg(&dev)
+        .arg(file)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "losetup {dev} {}", file.display());
+    dev
+}
+
+#[test]
+#[ignore = "runs inside the microVM (devicemapper_in_microvm)"]
+fn guest_devicemapper_uses_an_existing_thin_pool() {
+    microvm::require_guest();
+    let dir = guest_dir("dm-existing");
+    let data = dir.join("data");
+    let metadata = dir.join("metadata");
+    std::fs::File::create(&data)
+        .unwrap()
+        .set_len(512 * MIB)
+        .unwrap();
+    std::fs::File::create(&metadata)
+        .unwrap()
+        .set_len(64 * MIB)
+        .unwrap();
+    let data_dev = losetup(&data);
+    let meta_dev = losetup(&metadata);
+    // What an operator's direct-lvm set-up amounts to: a thin pool of their own.
+    let table = format!(
+        "0 {} thin-pool {meta_dev} {data_dev} 128 1024",
+        512 * MIB / 512
+    );
+    let made = dmsetup(&["create", "--noudevsync", "optpool", "--table", &table]);
+    assert!(made.status.success(), "{made:?}");
+
+    let root = dir.join("root");
+    let opts = [
+        "dm.thinpooldev=/dev/mapper/optpool",
+        "dm.fs=ext4",
+        "dm.basesize=32M",
+    ];
+    let store = open_store(&root, "devicemapper", &opts).unwrap();
+    reconcile(&store, &[], &[]);
+    assert_eq!(status_value(&store, "Pool Name"), "optpool");
+    assert_eq!(status_value(&store, "Data Space Total"), "536.9MB");
+    assert!(!store
+        .driver()
+        .status()
+        .iter()
+        .any(|(k, _)| k == "Data loop file"));
+    assert!(store
+        .driver()
+        .warnings()
+        .iter()
+        .all(|w| !w.contains("loopback")));
+    let image = store
+        .register(None, &mut Cursor::new(small_layer()), None)
+        .unwrap();
+    store
+        .create_rw("c", Some(&image.chain_id), &RwLayerOpts::default())
+        .unwrap();
+    let rootfs = store.mount_rw("c").unwrap();
+    assert_eq!(
+        std::fs::read(rootfs.join("etc/hostname")).unwrap(),
+        b"microvm\n"
+    );
+    store.unmount_rw("c").unwrap();
+    store.remove_rw("c").unwrap();
+    store.release(&image.chain_id).unwrap();
+    store.driver().cleanup().unwrap();
+    drop(store);
+    // The operator's pool is theirs: berth leaves it in place.
+    let status = dmsetup(&["status", "optpool"]);
+    assert!(status.status.success(), "the pool went away: {status:?}");
+    let removed = dmsetup(&["remove", "--noudevsync", "optpool"]);
+    assert!(removed.status.success(), "{removed:?}");
+    for dev in [data_dev, meta_dev] {
+        let _ = Command::new("losetup").args(["-d", &dev]).status();
+    }
+    assert_no_devices_left();
+}
+
 /// An xfs filesystem on a loop device, mounted with `options`.
 struct XfsMount {
     dir: PathBuf,

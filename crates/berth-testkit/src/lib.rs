@@ -27,4 +27,4 @@ pub use layer::LayerTar;
 pub use loopfs::{FsKind, LoopFs};
 pub use microvm::{MicroVm, Payload};
 pub use scratch::require_root;
-pub use zfs::ZfsPool;
+pub use zfs::{ZfsPool, ZfsService};

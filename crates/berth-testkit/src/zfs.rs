@@ -1,8 +1,7 @@
 //! `ZfsPool`: a ZFS pool on a sparse file for one test, on kernel ZFS or on
-//! zfs-fuse — started here when no ZFS answers, and stopped again once the
-//! last pool this process made is gone and no other pool exists. Drop
-//! destroys the pool and deletes the file. Also `zfs list -t all`, for
-//! "nothing left behind" checks.
+//! zfs-fuse — started here when no ZFS answers ([`ZfsService`]), and stopped
+//! once the last user in this process is gone and no other pool exists.
+//! Drop destroys the pool and deletes the file. Also `zfs list -t all`.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -102,24 +101,35 @@ fn stop_zfs_fuse(pid: Pid, pidfile: &Path) {
     let _ = std::fs::remove_file(pidfile);
 }
 
-/// Takes a use of the ZFS service, starting zfs-fuse if nothing answers.
-fn acquire_service() -> io::Result<()> {
-    let mut service = SERVICE.lock().unwrap_or_else(|e| e.into_inner());
-    if service.users == 0 && !zfs_answers() {
-        service.started = Some(start_zfs_fuse()?);
-    }
-    service.users += 1;
-    Ok(())
+/// A use of the ZFS service (kernel ZFS, or zfs-fuse started on first use):
+/// for tests that make pools themselves, such as `berth storage setup`.
+/// The last use of a zfs-fuse this process started stops it, unless a pool
+/// (another test run's) still needs it.
+#[derive(Debug)]
+pub struct ZfsService {
+    _private: (),
 }
 
-/// Drops a use; the last one stops a zfs-fuse this process started unless
-/// another pool (another test run's) still needs it.
-fn release_service() {
-    let mut service = SERVICE.lock().unwrap_or_else(|e| e.into_inner());
-    service.users = service.users.saturating_sub(1);
-    if service.users == 0 && pools().map(|p| p.is_empty()).unwrap_or(true) {
-        if let Some((pid, pidfile)) = service.started.take() {
-            stop_zfs_fuse(pid, &pidfile);
+impl ZfsService {
+    /// Takes a use, starting zfs-fuse if no ZFS answers.
+    pub fn acquire() -> io::Result<ZfsService> {
+        let mut service = SERVICE.lock().unwrap_or_else(|e| e.into_inner());
+        if service.users == 0 && !zfs_answers() {
+            service.started = Some(start_zfs_fuse()?);
+        }
+        service.users += 1;
+        Ok(ZfsService { _private: () })
+    }
+}
+
+impl Drop for ZfsService {
+    fn drop(&mut self) {
+        let mut service = SERVICE.lock().unwrap_or_else(|e| e.into_inner());
+        service.users = service.users.saturating_sub(1);
+        if service.users == 0 && pools().map(|p| p.is_empty()).unwrap_or(true) {
+            if let Some((pid, pidfile)) = service.started.take() {
+                stop_zfs_fuse(pid, &pidfile);
+            }
         }
     }
 }
@@ -131,6 +141,8 @@ pub struct ZfsPool {
     image: PathBuf,
     mount_point: PathBuf,
     dir: Option<TempDir>,
+    /// Dropped after the pool is destroyed (fields drop after `drop`).
+    _service: ZfsService,
 }
 
 impl ZfsPool {
@@ -141,17 +153,11 @@ impl ZfsPool {
 
     /// A pool of `size_mib` (at least 128: ZFS refuses smaller vdevs).
     pub fn with_size_mib(size_mib: u64) -> io::Result<ZfsPool> {
-        acquire_service()?;
-        match Self::create(size_mib.max(128)) {
-            Ok(pool) => Ok(pool),
-            Err(e) => {
-                release_service();
-                Err(e)
-            }
-        }
+        let service = ZfsService::acquire()?;
+        Self::create(size_mib.max(128), service)
     }
 
-    fn create(size_mib: u64) -> io::Result<ZfsPool> {
+    fn create(size_mib: u64, service: ZfsService) -> io::Result<ZfsPool> {
         let dir = scratch::scratch_dir("zpool-")?;
         let image = dir.path().join("pool.img");
         let mount_point = dir.path().join("mnt");
@@ -177,6 +183,7 @@ impl ZfsPool {
             image,
             mount_point,
             dir: Some(dir),
+            _service: service,
         })
     }
 
@@ -277,7 +284,6 @@ impl Drop for ZfsPool {
             }
         }
         self.dir.take();
-        release_service();
     }
 }
 
