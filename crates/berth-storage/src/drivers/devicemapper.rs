@@ -6,6 +6,7 @@
 
 mod dm_ioctl;
 mod metadata;
+mod options;
 mod pool;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,18 +19,13 @@ use nix::mount::{MntFlags, MsFlags};
 
 use self::dm_ioctl::{device_path, Control, Target};
 use self::metadata::{DeviceRecord, MetadataFile};
-use self::pool::{Pool, PoolSource, PoolStatus};
+use self::options::{Filesystem, Options, DEFAULT_BASE_SIZE};
+use self::pool::{Pool, PoolStatus};
 use super::mount_refs::MountRefs;
-use super::{human_size, parse_size, unknown_option, DriverOptions};
+use super::{human_size, DriverOptions};
 use crate::driver::{Driver, RwLayerOpts, Usage};
 use crate::error::{Result, StorageError};
 
-const GIB: u64 = 1024 * 1024 * 1024;
-const DEFAULT_BASE_SIZE: u64 = 10 * GIB;
-const DEFAULT_DATA_LOOP_SIZE: u64 = 100 * GIB;
-const DEFAULT_METADATA_LOOP_SIZE: u64 = 2 * GIB;
-const DEFAULT_BLOCK_SIZE: u64 = 64 * 1024;
-const DEFAULT_MIN_FREE_PERCENT: u32 = 10;
 /// The key of the base device in the driver's bookkeeping.
 const BASE: &str = "base";
 
@@ -37,132 +33,6 @@ const BASE: &str = "base";
 pub const LOOPBACK_WARNING: &str = "Usage of loopback devices is strongly discouraged for \
 production use. Please use `--storage-opt dm.thinpooldev` or use `man dockerd` to refer to \
 dm.thinpooldev section.";
-
-/// The filesystem on the thin devices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Filesystem {
-    Xfs,
-    Ext4,
-}
-
-impl Filesystem {
-    fn parse(name: &str) -> Result<Filesystem> {
-        match name {
-            "xfs" => Ok(Filesystem::Xfs),
-            "ext4" => Ok(Filesystem::Ext4),
-            other => Err(StorageError::InvalidOption(format!(
-                "devmapper: Unsupported filesystem {other}"
-            ))),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Filesystem::Xfs => "xfs",
-            Filesystem::Ext4 => "ext4",
-        }
-    }
-
-    /// Mount options every mount of a layer needs.
-    fn mount_options(self) -> &'static str {
-        match self {
-            // Every snapshot carries its origin's UUID.
-            Filesystem::Xfs => "nouuid",
-            // The inode tables were left unzeroed at mkfs (a fresh thin
-            // device reads as zeros); background zeroing would only
-            // provision pool blocks in every container.
-            Filesystem::Ext4 => "noinit_itable",
-        }
-    }
-}
-
-/// `dm.*` options.
-#[derive(Debug, Clone)]
-struct Options {
-    source: PoolSource,
-    base_size: Option<u64>,
-    filesystem: Option<Filesystem>,
-    min_free_percent: u32,
-    block_size: u64,
-    mkfs_args: Vec<String>,
-    mount_options: Vec<String>,
-}
-
-impl Options {
-    fn parse(options: &DriverOptions) -> Result<Options> {
-        let mut pool_dev = None;
-        let mut data_size = DEFAULT_DATA_LOOP_SIZE;
-        let mut metadata_size = DEFAULT_METADATA_LOOP_SIZE;
-        let mut out = Options {
-            source: PoolSource::Existing(String::new()),
-            base_size: None,
-            filesystem: None,
-            min_free_percent: DEFAULT_MIN_FREE_PERCENT,
-            block_size: DEFAULT_BLOCK_SIZE,
-            mkfs_args: Vec::new(),
-            mount_options: Vec::new(),
-        };
-        for (key, value) in options.iter() {
-            match key {
-                "dm.thinpooldev" => pool_dev = Some(value.to_string()),
-                "dm.loopdatasize" => data_size = parse_size(value)?,
-                "dm.loopmetadatasize" => metadata_size = parse_size(value)?,
-                "dm.basesize" => out.base_size = Some(parse_size(value)?),
-                "dm.fs" => out.filesystem = Some(Filesystem::parse(value)?),
-                "dm.min_free_space" => out.min_free_percent = parse_min_free(value)?,
-                "dm.blocksize" => {
-                    let size = parse_size(value)?;
-                    if !(64 * 1024..=GIB).contains(&size) || size % (64 * 1024) != 0 {
-                        return Err(StorageError::InvalidOption(format!(
-                            "devmapper: dm.blocksize must be a multiple of 64K between 64K and \
-                             1G, not {value}"
-                        )));
-                    }
-                    out.block_size = size;
-                }
-                "dm.mkfsarg" => out.mkfs_args.push(value.to_string()),
-                "dm.mountopt" => out.mount_options.push(value.to_string()),
-                // Accepted for dockerd compatibility: berth removes devices
-                // at once and does not wait for udev.
-                "dm.use_deferred_removal"
-                | "dm.use_deferred_deletion"
-                | "dm.override_udev_sync_check" => {
-                    value.parse::<bool>().map_err(|_| {
-                        StorageError::InvalidOption(format!(
-                            "devmapper: invalid boolean {value:?} for {key}"
-                        ))
-                    })?;
-                }
-                _ => return Err(unknown_option("devicemapper", key)),
-            }
-        }
-        out.source = match pool_dev {
-            Some(name) if !name.is_empty() => PoolSource::Existing(name),
-            _ => PoolSource::Loopback {
-                data_size,
-                metadata_size,
-            },
-        };
-        Ok(out)
-    }
-}
-
-fn parse_min_free(value: &str) -> Result<u32> {
-    let number = value.strip_suffix('%').ok_or_else(|| {
-        StorageError::InvalidOption("devmapper: Option dm.min_free_space requires % suffix".into())
-    })?;
-    let percent: u32 = number.parse().map_err(|_| {
-        StorageError::InvalidOption(format!(
-            "devmapper: Invalid value {value} for option dm.min_free_space"
-        ))
-    })?;
-    if percent >= 100 {
-        return Err(StorageError::InvalidOption(format!(
-            "devmapper: Invalid value {value} for option dm.min_free_space"
-        )));
-    }
-    Ok(percent)
-}
 
 /// What one lock guards: the control device, the pool, the records and
 /// which thin devices are active.
@@ -930,55 +800,5 @@ impl Drop for DeviceMapper {
         if let Err(e) = self.cleanup() {
             tracing::warn!("devicemapper: shutting down: {e}");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn opts(pairs: &[&str]) -> Result<Options> {
-        let raw: Vec<String> = pairs.iter().map(|s| s.to_string()).collect();
-        Options::parse(&DriverOptions::parse(&raw)?)
-    }
-
-    #[test]
-    fn options_default_to_a_loopback_pool_and_xfs() {
-        let o = opts(&[]).unwrap();
-        assert!(matches!(
-            o.source,
-            PoolSource::Loopback {
-                data_size: DEFAULT_DATA_LOOP_SIZE,
-                metadata_size: DEFAULT_METADATA_LOOP_SIZE
-            }
-        ));
-        assert_eq!(o.base_size, None);
-        assert_eq!(o.min_free_percent, 10);
-        let o = opts(&[
-            "dm.thinpooldev=/dev/mapper/tp",
-            "dm.basesize=20G",
-            "dm.fs=ext4",
-        ])
-        .unwrap();
-        assert!(matches!(o.source, PoolSource::Existing(ref n) if n == "/dev/mapper/tp"));
-        assert_eq!(o.base_size, Some(20 * GIB));
-        assert_eq!(o.filesystem, Some(Filesystem::Ext4));
-    }
-
-    #[test]
-    fn bad_options_get_dockerds_words() {
-        let e = opts(&["dm.min_free_space=10"]).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "devmapper: Option dm.min_free_space requires % suffix"
-        );
-        let e = opts(&["dm.min_free_space=100%"]).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "devmapper: Invalid value 100% for option dm.min_free_space"
-        );
-        assert!(opts(&["dm.fs=btrfs"]).is_err());
-        assert!(opts(&["dm.nosuch=1"]).is_err());
-        assert!(opts(&["dm.blocksize=4K"]).is_err());
     }
 }
