@@ -52,6 +52,8 @@ pub struct Engine {
     pub(crate) containers: ContainerStore,
     pub(crate) execs: ExecStore,
     pub(crate) runtime: Runtime,
+    pub(crate) stats: crate::stats::StatsSampler,
+    pub(crate) settings: crate::settings::SettingsCell,
     /// Held while images are stored, tagged or deleted.
     pub(crate) image_ops: Mutex<()>,
     /// Set by `shutdown`: exits seen from now on are not restarted.
@@ -83,6 +85,7 @@ impl Engine {
             shim: config.shim_binary.clone(),
             exec_root: config.exec_root.clone(),
         })?;
+        let debug = config.debug;
         let events = EventBus::open(
             &config.data_root.join("events"),
             crate::events::Retention::default(),
@@ -98,11 +101,15 @@ impl Engine {
             containers: ContainerStore::default(),
             execs: ExecStore::default(),
             runtime,
+            stats: crate::stats::StatsSampler::new(),
+            settings: crate::settings::SettingsCell::new(debug),
             image_ops: Mutex::new(()),
             shutting_down: AtomicBool::new(false),
         };
         engine.reconcile()?;
-        Ok(Arc::new(engine))
+        let engine = Arc::new(engine);
+        engine.start_monitoring()?;
+        Ok(engine)
     }
 
     /// Brings containers, layers and images back in step after a crash:

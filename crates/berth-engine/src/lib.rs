@@ -14,6 +14,8 @@ pub mod networks;
 pub mod progress;
 pub mod runtime;
 mod scratch;
+pub mod settings;
+pub mod stats;
 pub mod system;
 pub mod volumes;
 

@@ -90,6 +90,7 @@ impl Engine {
         let runc_commit = runtime_version(DEFAULT_RUNTIME)
             .map(|v| v.commit)
             .unwrap_or_else(|| "N/A".to_string());
+        let settings = self.settings();
         let mut warnings = cgroups.warnings();
         if !ipv4_forwarding {
             warnings.push("WARNING: IPv4 forwarding is disabled".to_string());
@@ -131,7 +132,7 @@ impl Engine {
             pids_limit: Some(cgroups.pids),
             oom_kill_disable: Some(cgroups.oom_kill_disable),
             ipv4_forwarding: Some(ipv4_forwarding),
-            debug: Some(self.config.debug),
+            debug: Some(settings.debug),
             nfd: Some(open_fds()),
             n_goroutines: Some(async_tasks()),
             system_time: Some(
@@ -144,7 +145,7 @@ impl Engine {
             } else {
                 SystemInfoCgroupVersionEnum::_1
             }),
-            n_events_listener: Some(0),
+            n_events_listener: Some(self.events.listener_count() as i64),
             kernel_version: Some(uname_field(|u| u.release())),
             operating_system: Some(os_release.pretty_name),
             os_version: Some(os_release.version_id),
@@ -163,7 +164,7 @@ impl Engine {
             https_proxy: Some(mask_credentials(&proxy_env("HTTPS_PROXY"))),
             no_proxy: Some(proxy_env("NO_PROXY")),
             name: Some(uname_field(|u| u.nodename())),
-            labels: Some(Vec::new()),
+            labels: Some(settings.labels),
             experimental_build: Some(false),
             server_version: Some(crate::VERSION.to_string()),
             runtimes: Some(HashMap::from([(

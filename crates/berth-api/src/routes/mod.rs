@@ -3,9 +3,11 @@
 //! responses). Handlers live in one module per endpoint family.
 
 mod containers;
+mod events;
 mod exec;
 mod images;
 mod networks;
+mod stats;
 mod system;
 mod volumes;
 
@@ -38,6 +40,8 @@ pub fn router(state: AppState) -> Router {
         .merge(exec::routes())
         .merge(volumes::routes())
         .merge(networks::routes())
+        .merge(events::routes())
+        .merge(stats::routes())
         .route_layer(axum::middleware::from_fn(version::check_version))
         .fallback(unmatched)
         .method_not_allowed_fallback(unmatched)

@@ -64,7 +64,7 @@ pub(super) fn routes() -> Router<AppState> {
 
 /// `DELETE /containers/json` removes a container called "json" in
 /// dockerd; the fixed routes would otherwise shadow such names.
-fn remove_literal(name: &'static str) -> MethodRouter<AppState> {
+pub(super) fn remove_literal(name: &'static str) -> MethodRouter<AppState> {
     delete(move |state: State<AppState>, q: Query| async move {
         remove_container(state, name.to_string(), q).await
     })
