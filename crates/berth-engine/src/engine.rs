@@ -54,6 +54,7 @@ pub struct Engine {
     pub(crate) runtime: Runtime,
     pub(crate) stats: crate::stats::StatsSampler,
     pub(crate) settings: crate::settings::SettingsCell,
+    pub(crate) df_cache: crate::disk_usage::DiskUsageCache,
     /// Held while images are stored, tagged or deleted.
     pub(crate) image_ops: Mutex<()>,
     /// Set by `shutdown`: exits seen from now on are not restarted.
@@ -90,6 +91,7 @@ impl Engine {
             &config.data_root.join("events"),
             crate::events::Retention::default(),
         )?;
+        let df_cache = crate::disk_usage::DiskUsageCache::new(events.subscribe());
         let engine = Engine {
             config,
             driver,
@@ -103,6 +105,7 @@ impl Engine {
             runtime,
             stats: crate::stats::StatsSampler::new(),
             settings: crate::settings::SettingsCell::new(debug),
+            df_cache,
             image_ops: Mutex::new(()),
             shutting_down: AtomicBool::new(false),
         };

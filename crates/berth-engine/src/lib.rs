@@ -5,6 +5,7 @@
 //! This crate knows nothing of HTTP.
 
 pub mod containers;
+pub mod disk_usage;
 pub mod engine;
 pub mod error;
 pub mod events;

@@ -3,6 +3,7 @@
 //! responses). Handlers live in one module per endpoint family.
 
 mod containers;
+mod df;
 mod events;
 mod exec;
 mod images;
@@ -42,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .merge(networks::routes())
         .merge(events::routes())
         .merge(stats::routes())
+        .merge(df::routes())
         .route_layer(axum::middleware::from_fn(version::check_version))
         .fallback(unmatched)
         .method_not_allowed_fallback(unmatched)
