@@ -53,7 +53,7 @@ pub struct Engine {
     pub(crate) execs: ExecStore,
     pub(crate) runtime: Runtime,
     pub(crate) stats: crate::stats::StatsSampler,
-    pub(crate) settings: crate::settings::SettingsCell,
+    pub(crate) settings: crate::monitoring::SettingsCell,
     pub(crate) df_cache: crate::disk_usage::DiskUsageCache,
     /// Held while images are stored, tagged or deleted.
     pub(crate) image_ops: Mutex<()>,
@@ -104,7 +104,7 @@ impl Engine {
             execs: ExecStore::default(),
             runtime,
             stats: crate::stats::StatsSampler::new(),
-            settings: crate::settings::SettingsCell::new(debug),
+            settings: crate::monitoring::SettingsCell::new(debug),
             df_cache,
             image_ops: Mutex::new(()),
             shutting_down: AtomicBool::new(false),

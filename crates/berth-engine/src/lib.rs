@@ -15,7 +15,7 @@ pub mod networks;
 pub mod progress;
 pub mod runtime;
 mod scratch;
-pub mod settings;
+pub mod monitoring;
 pub mod stats;
 pub mod system;
 pub mod volumes;

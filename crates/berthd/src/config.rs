@@ -5,8 +5,11 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use berth_engine::events::Retention;
+use berth_engine::monitoring::LiveSettings;
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser};
 use serde::Deserialize;
@@ -103,6 +106,34 @@ pub struct Flags {
     /// Path to the docker-init binary
     #[arg(id = "init-path", long = "init-path", value_name = "PATH")]
     pub init_path: Option<PathBuf>,
+
+    /// Set key=value labels to the daemon
+    #[arg(id = "labels", long = "label", value_name = "KEY=VALUE", action = ArgAction::Append)]
+    pub labels: Vec<String>,
+
+    /// Keep at least this many events in the event log (unless older than the max age)
+    #[arg(
+        id = "events-log-max-events",
+        long = "events-log-max-events",
+        value_name = "N"
+    )]
+    pub events_log_max_events: Option<u64>,
+
+    /// Drop events older than this from the event log (e.g. 168h)
+    #[arg(
+        id = "events-log-max-age",
+        long = "events-log-max-age",
+        value_name = "DURATION"
+    )]
+    pub events_log_max_age: Option<String>,
+
+    /// How often container stats are sampled (e.g. 1s)
+    #[arg(
+        id = "stats-interval",
+        long = "stats-interval",
+        value_name = "DURATION"
+    )]
+    pub stats_interval: Option<String>,
 }
 
 /// A runtime of daemon.json's `runtimes` map.
@@ -132,6 +163,14 @@ pub struct DaemonConfig {
     pub runtimes: std::collections::BTreeMap<String, RuntimeEntry>,
     pub default_runtime: String,
     pub init_path: Option<PathBuf>,
+    /// The engine's labels (`docker info`), reloadable.
+    pub labels: Vec<String>,
+    /// Event log retention, reloadable: whole segments go once the newest
+    /// this-many events do not need them or they are older than the age.
+    pub events_log_max_events: u64,
+    pub events_log_max_age: String,
+    /// The stats sampler's interval, reloadable.
+    pub stats_interval: String,
 }
 
 impl Default for DaemonConfig {
@@ -149,6 +188,10 @@ impl Default for DaemonConfig {
             runtimes: Default::default(),
             default_runtime: "runc".to_string(),
             init_path: None,
+            labels: Vec::new(),
+            events_log_max_events: 100_000,
+            events_log_max_age: "168h".to_string(),
+            stats_interval: "1s".to_string(),
         }
     }
 }
@@ -346,6 +389,18 @@ impl Flags {
         if self.init_path.is_some() {
             config.init_path = self.init_path.clone();
         }
+        if !self.labels.is_empty() {
+            config.labels = self.labels.clone();
+        }
+        if let Some(n) = self.events_log_max_events {
+            config.events_log_max_events = n;
+        }
+        if let Some(d) = &self.events_log_max_age {
+            config.events_log_max_age = d.clone();
+        }
+        if let Some(d) = &self.stats_interval {
+            config.stats_interval = d.clone();
+        }
     }
 }
 
@@ -357,6 +412,22 @@ fn validate(config: &DaemonConfig) -> Result<()> {
     }
     if !LOG_LEVELS.contains(&config.log_level.to_ascii_lowercase().as_str()) {
         bail!("invalid logging level: {}", config.log_level);
+    }
+    for label in &config.labels {
+        if !label.contains('=') {
+            bail!("bad attribute format: {label}");
+        }
+    }
+    if config.events_log_max_events == 0 {
+        bail!("events-log-max-events must be at least 1");
+    }
+    for (what, value) in [
+        ("events-log-max-age", &config.events_log_max_age),
+        ("stats-interval", &config.stats_interval),
+    ] {
+        if parse_duration(value).is_none() {
+            bail!("invalid {what}: {value:?} is not a duration such as 1s, 30m or 168h");
+        }
     }
     for (what, p) in [
         ("data-root", &config.data_root),
@@ -370,7 +441,64 @@ fn validate(config: &DaemonConfig) -> Result<()> {
     Ok(())
 }
 
+/// A Go duration (`1h30m`, `500ms`, `168h`), as dockerd's duration flags.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let n_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let n: f64 = rest[..n_len].parse().ok()?;
+        rest = &rest[n_len..];
+        let u_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..u_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += n * unit;
+        rest = &rest[u_len..];
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
 impl DaemonConfig {
+    /// The settings the engine can change while running.
+    pub fn live_settings(&self) -> LiveSettings {
+        LiveSettings {
+            debug: self.debug,
+            log_level: self.log_level.clone(),
+            labels: self.labels.clone(),
+            events_retention: Retention {
+                max_events: self.events_log_max_events,
+                max_age: parse_duration(&self.events_log_max_age).unwrap_or(Duration::ZERO),
+            },
+            stats_interval: parse_duration(&self.stats_interval)
+                .unwrap_or(berth_engine::stats::DEFAULT_INTERVAL),
+        }
+    }
+
+    /// The configuration with the reloadable keys taken from `newer`.
+    pub fn with_reloadable(&self, newer: &DaemonConfig) -> DaemonConfig {
+        DaemonConfig {
+            debug: newer.debug,
+            log_level: newer.log_level.clone(),
+            labels: newer.labels.clone(),
+            events_log_max_events: newer.events_log_max_events,
+            events_log_max_age: newer.events_log_max_age.clone(),
+            stats_interval: newer.stats_interval.clone(),
+            ..self.clone()
+        }
+    }
+
     /// The `tracing` level for `log-level`, raised to debug by `-D`.
     pub fn tracing_level(&self) -> tracing::Level {
         if self.debug {
@@ -530,6 +658,52 @@ mod tests {
         let empty = dir.path().join("empty.json");
         std::fs::write(&empty, "  \n").unwrap();
         assert!(read_config_file(&empty, true).unwrap().unwrap().is_empty());
+    }
+
+    #[test]
+    fn monitoring_keys_merge_validate_and_reload() {
+        let c = parse(
+            &["--label", "a=b", "--stats-interval", "500ms"],
+            Some(r#"{"events-log-max-events": 5000, "events-log-max-age": "24h"}"#),
+        )
+        .unwrap();
+        let live = c.live_settings();
+        assert_eq!(live.labels, vec!["a=b"]);
+        assert_eq!(live.stats_interval, Duration::from_millis(500));
+        assert_eq!(live.events_retention.max_events, 5000);
+        assert_eq!(live.events_retention.max_age, Duration::from_secs(86400));
+        let d = DaemonConfig::default().live_settings();
+        assert_eq!(d.events_retention, Retention::default());
+        assert!(parse(&["--label", "novalue"], None)
+            .unwrap_err()
+            .to_string()
+            .contains("bad attribute format"));
+        assert!(parse(&[], Some(r#"{"events-log-max-age": "a week"}"#)).is_err());
+        assert!(parse(&[], Some(r#"{"labels": ["x=1"], "stats-interval": "2s"}"#)).is_ok());
+
+        let newer = DaemonConfig {
+            debug: true,
+            labels: vec!["z=1".into()],
+            data_root: PathBuf::from("/elsewhere"),
+            ..DaemonConfig::default()
+        };
+        let merged = DaemonConfig::default().with_reloadable(&newer);
+        assert!(merged.debug);
+        assert_eq!(merged.labels, vec!["z=1"]);
+        assert_eq!(merged.data_root, PathBuf::from("/var/lib/berth"));
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(
+            parse_duration("168h"),
+            Some(Duration::from_secs(168 * 3600))
+        );
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("7d"), None);
+        assert_eq!(parse_duration(""), None);
     }
 
     #[test]

@@ -4,11 +4,14 @@
 //! Wiring only: behaviour lives in berth-engine and berth-api.
 
 mod config;
+mod dump;
 mod listeners;
+mod logging;
 mod pidfile;
+mod reload;
 mod root_lock;
 
-use std::io::IsTerminal;
+use std::ffi::OsString;
 use std::os::unix::fs::DirBuilderExt;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -28,7 +31,9 @@ use crate::root_lock::RootLock;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
-    let startup = match config::load(std::env::args_os()) {
+    // Kept for SIGHUP, which reads flags and daemon.json again.
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let startup = match config::load(argv.iter().cloned()) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -36,7 +41,7 @@ fn main() -> ExitCode {
         eprintln!("configuration OK");
         return ExitCode::SUCCESS;
     }
-    init_logging(&startup.config);
+    let log = logging::init(&startup.config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("berthd")
@@ -45,7 +50,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(anyhow::Error::new(e).context("start the async runtime")),
     };
-    match runtime.block_on(run(startup.config)) {
+    match runtime.block_on(run(startup.config, argv, log)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }
@@ -57,19 +62,7 @@ fn fail(e: anyhow::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn init_logging(config: &DaemonConfig) {
-    // RUST_LOG, when set, overrides -l/-D for finer per-module control.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(config.tracing_level().as_str().to_ascii_lowercase())
-    });
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(filter)
-        .init();
-}
-
-async fn run(config: DaemonConfig) -> Result<()> {
+async fn run(config: DaemonConfig, argv: Vec<OsString>, log: logging::LogControl) -> Result<()> {
     if config.debug {
         tracing::debug!(?config, "configuration");
     }
@@ -125,6 +118,7 @@ async fn run(config: DaemonConfig) -> Result<()> {
     })
     .await
     .context("engine start-up task")??;
+    engine.init_settings(config.live_settings());
     engine.restore().await;
     tracing::info!(
         driver = engine.driver().name(),
@@ -144,30 +138,64 @@ async fn run(config: DaemonConfig) -> Result<()> {
         }
     }
 
-    let name = wait_for_stop_signal().await?;
+    let name = serve_signals(&engine, config, &argv, &log).await?;
     tracing::info!("Processing signal '{name}'");
+    // Endless streams (events, stats) end first, or they would hold the
+    // server for the whole grace period.
+    engine.events().close_listeners();
+    engine.stats().close();
     server.shutdown(SHUTDOWN_GRACE).await;
     drop(socket_files);
-    tokio::task::spawn_blocking(move || engine.shutdown())
-        .await
-        .context("engine shutdown task")?;
+    tokio::task::spawn_blocking(move || {
+        engine.shutdown();
+        engine.events().close();
+    })
+    .await
+    .context("engine shutdown task")?;
     drop(root_lock);
     drop(pidfile);
     tracing::info!("Daemon shutdown complete");
     Ok(())
 }
 
-/// Waits for SIGINT or SIGTERM. SIGHUP (dockerd's "reload configuration")
-/// is caught so it cannot kill the daemon, and only logged for now.
-async fn wait_for_stop_signal() -> Result<&'static str> {
+/// Handles signals until SIGINT or SIGTERM, whose name it returns: SIGHUP
+/// reloads the configuration (see `reload`), SIGUSR1 writes a state dump
+/// into the exec root (see `dump`).
+async fn serve_signals(
+    engine: &Arc<Engine>,
+    mut config: DaemonConfig,
+    argv: &[OsString],
+    log: &logging::LogControl,
+) -> Result<&'static str> {
     let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let mut hup = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
+    let mut usr1 = signal(SignalKind::user_defined1()).context("install SIGUSR1 handler")?;
     loop {
         tokio::select! {
             _ = int.recv() => return Ok("interrupt"),
             _ = term.recv() => return Ok("terminated"),
-            _ = hup.recv() => tracing::warn!("SIGHUP: configuration reload is not supported yet; ignoring"),
+            _ = hup.recv() => {
+                tracing::info!("Got signal to reload configuration");
+                match reload::reload(argv, &config, engine, log) {
+                    Ok(next) => config = next,
+                    Err(e) => tracing::error!("Error reloading configuration: {e:#}"),
+                }
+            }
+            _ = usr1.recv() => {
+                let engine = Arc::clone(engine);
+                let exec_root = config.exec_root.clone();
+                let metrics = tokio::runtime::Handle::current().metrics();
+                let written = tokio::task::spawn_blocking(move || {
+                    dump::write(&exec_root, &engine, &metrics)
+                })
+                .await;
+                match written {
+                    Ok(Ok(path)) => tracing::info!("daemon state written to {}", path.display()),
+                    Ok(Err(e)) => tracing::error!("writing the state dump: {e:#}"),
+                    Err(e) => tracing::error!("state dump task: {e}"),
+                }
+            }
         }
     }
 }

@@ -321,6 +321,17 @@ impl EventBus {
     }
 }
 
+impl EventBus {
+    /// Ends live streams, then writes and syncs what the log has pending
+    /// and stops its writer (daemon exit: nothing published is lost).
+    pub fn close(&self) {
+        self.close_listeners();
+        if let Some(log) = &self.inner.log {
+            log.close();
+        }
+    }
+}
+
 impl Inner {
     fn lock_state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())

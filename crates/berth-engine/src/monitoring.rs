@@ -1,7 +1,7 @@
-//! The daemon settings that can change while berthd runs (SIGHUP reloads
-//! daemon.json): debug mode, engine labels, the event log's retention and
-//! the stats interval. berthd applies them; `/info`, the event bus and the
-//! stats sampler read them; a change is announced as `daemon reload`.
+//! The daemon-level controls of monitoring: start-up of the event actor
+//! and the stats sampler, the settings berthd may change while running
+//! (SIGHUP: debug, labels, event log retention, stats interval; announced
+//! as `daemon reload`), and the state report berthd's SIGUSR1 dump includes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -116,5 +116,56 @@ impl Engine {
         ]);
         self.init_settings(s);
         self.events.publish_daemon("reload", attrs);
+    }
+}
+
+impl Engine {
+    /// A plain-text account of the monitoring machinery (event bus, log,
+    /// sampler, settings) and of the containers, for the SIGUSR1 dump.
+    pub fn state_report(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let s = self.settings();
+        let bus = self.events.stats();
+        let _ = writeln!(out, "settings: {s:?}");
+        let _ = writeln!(
+            out,
+            "events: listeners={} published={} dropped={} gaps={} log_lost={} retention={:?}",
+            bus.listeners,
+            bus.published,
+            bus.dropped,
+            bus.gaps,
+            bus.log_lost,
+            self.events.retention()
+        );
+        let r = self.stats.report();
+        let _ = writeln!(
+            out,
+            "stats: cgroup v{} ticks={} last_tick={:?} took={:?} containers={}",
+            self.stats.cgroup_version(),
+            r.ticks,
+            r.at,
+            r.took,
+            r.containers
+        );
+        let mut by_status: std::collections::BTreeMap<&str, usize> = Default::default();
+        let handles = self.containers.all();
+        for h in &handles {
+            *by_status.entry(h.lock().state.status.as_str()).or_default() += 1;
+        }
+        let _ = writeln!(out, "containers: {} {by_status:?}", handles.len());
+        for h in &handles {
+            let c = h.lock();
+            let _ = writeln!(
+                out,
+                "  {} {} {} pid={}",
+                &c.id[..c.id.len().min(12)],
+                c.name,
+                c.state.status.as_str(),
+                c.state.pid
+            );
+        }
+        let _ = writeln!(out, "images: {}", self.images.len());
+        out
     }
 }
