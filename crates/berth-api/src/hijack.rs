@@ -5,18 +5,20 @@
 //! ask for an upgrade get a 200 streaming the output only.
 
 use std::convert::Infallible;
+use std::future::Future;
 
 use axum::body::Body;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
-use berth_engine::containers::{AttachSession, OutputStream};
+use berth_engine::containers::{AttachSession, OutputChunk, OutputStream, StdStream};
 use futures_util::StreamExt;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::error::ApiError;
 use crate::stdcopy;
 use crate::version::ApiVersion;
 
@@ -45,14 +47,28 @@ impl Hijack {
     /// once the engine has accepted the attach, so refusals (404, 409)
     /// still reach the client as ordinary error responses.
     pub fn respond(self, session: AttachSession, v: &ApiVersion) -> Response {
+        let multiplexed = !session.tty;
+        self.respond_with(multiplexed, v, std::future::ready(Ok(session)))
+    }
+
+    /// Like [`Hijack::respond`], but `session` is started only once the
+    /// connection is the client's: dockerd hijacks before it starts an exec,
+    /// so a fast process's first bytes never arrive with the response head
+    /// (clients such as docker-py read the head through a buffer and then
+    /// the raw socket, losing whatever the buffer took). A failure to start
+    /// is written into the stream, as dockerd writes it.
+    pub fn respond_with<F>(self, multiplexed: bool, v: &ApiVersion, session: F) -> Response
+    where
+        F: Future<Output = Result<AttachSession, ApiError>> + Send + 'static,
+    {
         match self.upgrade.filter(|_| self.requested) {
-            Some(upgrade) => upgraded(upgrade, session, v),
+            Some(upgrade) => upgraded(upgrade, multiplexed, v, session),
             None => {
                 if self.requested {
                     // HTTP/1.0 and in-process callers cannot be upgraded.
                     tracing::debug!("upgrade requested but not possible; streaming output only");
                 }
-                streamed(session)
+                streamed(multiplexed, session)
             }
         }
     }
@@ -60,13 +76,19 @@ impl Hijack {
 
 /// dockerd's answer to an upgrade request, with the copying handed to a
 /// task that runs once hyper has given up the connection.
-fn upgraded(upgrade: OnUpgrade, session: AttachSession, v: &ApiVersion) -> Response {
-    let content_type = stdcopy::content_type(!session.tty, v);
+fn upgraded<F>(upgrade: OnUpgrade, multiplexed: bool, v: &ApiVersion, session: F) -> Response
+where
+    F: Future<Output = Result<AttachSession, ApiError>> + Send + 'static,
+{
     tokio::spawn(async move {
-        match upgrade.await {
-            Ok(io) => pump(TokioIo::new(io), session).await,
+        let io = match upgrade.await {
+            Ok(io) => TokioIo::new(io),
             // The client went away between our 101 and the handover.
-            Err(e) => tracing::debug!("hijack: connection upgrade failed: {e}"),
+            Err(e) => return tracing::debug!("hijack: connection upgrade failed: {e}"),
+        };
+        match session.await {
+            Ok(session) => pump(io, session, multiplexed).await,
+            Err(e) => report_failure(io, &e, multiplexed).await,
         }
     });
     let mut resp = Response::new(Body::empty());
@@ -76,26 +98,58 @@ fn upgraded(upgrade: OnUpgrade, session: AttachSession, v: &ApiVersion) -> Respo
     resp.extensions_mut()
         .insert(hyper::ext::ReasonPhrase::from_static(b"UPGRADED"));
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(stdcopy::content_type(multiplexed, v)),
+    );
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
     resp
+}
+
+/// A failure after the hijack, as dockerd reports it: one line on stdout.
+fn failure_chunk(e: &ApiError) -> OutputChunk {
+    OutputChunk {
+        stream: StdStream::Stdout,
+        data: format!("{}\r\n", e.message()).into(),
+    }
+}
+
+async fn report_failure<IO>(mut io: IO, e: &ApiError, multiplexed: bool)
+where
+    IO: AsyncWrite + Unpin,
+{
+    tracing::debug!("hijack: session failed to start: {e}");
+    let _ = io
+        .write_all(&stdcopy::encode(failure_chunk(e), multiplexed))
+        .await;
+    let _ = io.shutdown().await;
 }
 
 /// A 200 carrying the output; dockerd labels it raw-stream whatever the
 /// framing. Such a client has no way to send stdin, so the writer is only
 /// held (never closed) until the output ends, as a client that never
 /// types would leave it.
-fn streamed(session: AttachSession) -> Response {
-    let AttachSession { tty, output, stdin } = session;
-    let output: OutputStream = match output {
-        Some(output) => Box::pin(output.map(move |chunk| {
-            let _held = &stdin;
-            chunk
-        })),
-        None => Box::pin(futures_util::stream::empty()),
-    };
-    let mut resp = Response::new(stdcopy::body(output, !tty));
+fn streamed<F>(multiplexed: bool, session: F) -> Response
+where
+    F: Future<Output = Result<AttachSession, ApiError>> + Send + 'static,
+{
+    let bytes = futures_util::stream::once(session).flat_map(move |started| {
+        let output: OutputStream = match started {
+            Ok(AttachSession {
+                output: Some(output),
+                stdin,
+                ..
+            }) => Box::pin(output.map(move |chunk| {
+                let _held = &stdin;
+                chunk
+            })),
+            Ok(_) => Box::pin(futures_util::stream::empty()),
+            Err(e) => Box::pin(futures_util::stream::iter([failure_chunk(&e)])),
+        };
+        output
+    });
+    let mut resp = Response::new(stdcopy::body(Box::pin(bytes), multiplexed));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(stdcopy::RAW_STREAM),
@@ -111,16 +165,21 @@ enum ClientInput {
     Gone,
 }
 
-/// Copies `session` over a hijacked connection until the output ends or
-/// the client goes away, then closes the connection.
-pub async fn pump<IO>(io: IO, session: AttachSession)
+/// Copies `session` over a hijacked connection, stdcopy-framed when
+/// `multiplexed`, until the output ends or the client goes away, then
+/// closes the connection.
+pub async fn pump<IO>(io: IO, session: AttachSession, multiplexed: bool)
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin,
 {
-    let AttachSession { tty, output, stdin } = session;
+    let AttachSession { output, stdin, .. } = session;
+    if output.is_none() && stdin.is_none() {
+        // Nothing to copy either way (a detached start).
+        return;
+    }
     let has_output = output.is_some();
     let (from_client, to_client) = tokio::io::split(io);
-    let send = send_output(to_client, output, !tty);
+    let send = send_output(to_client, output, multiplexed);
     let recv = recv_input(from_client, stdin);
     tokio::pin!(send, recv);
     let mut client_closed = false;
@@ -211,7 +270,6 @@ mod tests {
 
     use axum::routing::post;
     use axum::Router;
-    use berth_engine::containers::{OutputChunk, StdStream};
     use bytes::Bytes;
     use tokio::io::DuplexStream;
     use tokio::sync::mpsc;
@@ -373,11 +431,71 @@ mod tests {
         assert_eq!(demux(&bytes), vec![(1, b"log line\n".to_vec())]);
     }
 
+    /// A router whose `/exec` starts its session only when the test says.
+    fn deferred_router(
+        start: tokio::sync::oneshot::Receiver<Result<AttachSession, ApiError>>,
+    ) -> Router {
+        let slot = Arc::new(Mutex::new(Some(start)));
+        Router::new().route(
+            "/exec",
+            post(move |hijack: Hijack| async move {
+                let start = slot.lock().unwrap().take().unwrap();
+                hijack.respond_with(
+                    true,
+                    &ApiVersion::newest(),
+                    async move { start.await.unwrap() },
+                )
+            }),
+        )
+    }
+
+    const EXEC_UPGRADE: &[u8] = b"POST /exec HTTP/1.1\r\nHost: berth\r\n\
+        Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n";
+
+    #[tokio::test]
+    async fn deferred_session_starts_after_the_client_has_the_head() {
+        let (start_tx, start_rx) = tokio::sync::oneshot::channel();
+        let mut client = test_server::connect(deferred_router(start_rx));
+        client.write_all(EXEC_UPGRADE).await.unwrap();
+        // The head arrives while the session has not even been started.
+        let head = test_server::read_head(&mut client).await;
+        assert!(head.starts_with("HTTP/1.1 101 UPGRADED\r\n"), "{head}");
+        let (session, out_tx, _stdin) = fake_session(false);
+        start_tx.send(Ok(session)).map_err(|_| ()).unwrap();
+        out_tx
+            .send(out(StdStream::Stdout, b"fast\n"))
+            .await
+            .unwrap();
+        drop(out_tx);
+        let mut wire = Vec::new();
+        client.read_to_end(&mut wire).await.unwrap();
+        assert_eq!(demux(&wire), vec![(1, b"fast\n".to_vec())]);
+    }
+
+    #[tokio::test]
+    async fn a_session_that_fails_to_start_reports_in_the_stream() {
+        let (start_tx, start_rx) = tokio::sync::oneshot::channel();
+        let mut client = test_server::connect(deferred_router(start_rx));
+        client.write_all(EXEC_UPGRADE).await.unwrap();
+        test_server::read_head(&mut client).await;
+        let refused = ApiError::new(
+            berth_engine::ErrorKind::Conflict,
+            "Container abc is not running",
+        );
+        start_tx.send(Err(refused)).map_err(|_| ()).unwrap();
+        let mut wire = Vec::new();
+        client.read_to_end(&mut wire).await.unwrap();
+        assert_eq!(
+            demux(&wire),
+            vec![(1, b"Container abc is not running\r\n".to_vec())]
+        );
+    }
+
     #[tokio::test]
     async fn a_vanished_client_ends_the_session() {
         let (session, out_tx, _stdin) = fake_session(false);
         let (client, server) = tokio::io::duplex(64);
-        let task = tokio::spawn(pump(server, session));
+        let task = tokio::spawn(pump(server, session, true));
         drop(client);
         // Output has nowhere to go: the first write fails and pump returns.
         let _ = out_tx.send(out(StdStream::Stdout, b"x")).await;

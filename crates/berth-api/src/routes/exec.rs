@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
+use berth_engine::containers::AttachSession;
 use bollard_stubs::models::{ExecConfig, ExecStartConfig};
 use serde_json::{json, Value};
 
@@ -48,7 +49,9 @@ async fn create(
 }
 
 /// `POST /exec/{id}/start`: detached, an empty 200; attached, the
-/// connection is hijacked like attach's.
+/// connection is hijacked like attach's. As in dockerd, an unknown exec
+/// is refused before the hijack and the process starts only after it;
+/// the start request's `Tty` decides the framing.
 async fn start(
     State(state): State<AppState>,
     Extension(v): Extension<ApiVersion>,
@@ -57,14 +60,31 @@ async fn start(
     JsonBody(config): JsonBody<ExecStartConfig>,
 ) -> Result<Response, ApiError> {
     let mut config = config.unwrap_or_default();
+    let tty = config.tty.unwrap_or(false);
     // No console without a TTY, and none before 1.42.
-    if v.lt("1.42") || !config.tty.unwrap_or(false) {
+    if v.lt("1.42") || !tty {
         config.console_size = None;
     }
-    match state.engine.start_exec(&id, config).await? {
-        Some(session) => Ok(hijack.respond(session, &v)),
-        None => Ok(StatusCode::OK.into_response()),
+    if config.detach.unwrap_or(false) {
+        return match state.engine.start_exec(&id, config).await? {
+            Some(session) => Ok(hijack.respond(session, &v)),
+            None => Ok(StatusCode::OK.into_response()),
+        };
     }
+    state.engine.inspect_exec(&id).await?;
+    let engine = state.engine.clone();
+    let session = async move {
+        match engine.start_exec(&id, config).await {
+            Ok(Some(session)) => Ok(session),
+            Ok(None) => Ok(AttachSession {
+                tty,
+                output: None,
+                stdin: None,
+            }),
+            Err(e) => Err(ApiError::from(e)),
+        }
+    };
+    Ok(hijack.respond_with(!tty, &v, session))
 }
 
 /// `GET /exec/{id}/json`.

@@ -115,6 +115,7 @@ pub(super) fn container_inspect(value: &mut Value, v: &ApiVersion) {
         ],
     );
     fill(object(c, "Config"), LEGACY_CONFIG_FIELDS.iter().cloned());
+    host_config(object(c, "HostConfig"));
     mount_points(c);
 
     // The snapshotter-era `Storage` (1.52) folds back into GraphDriver.
@@ -141,6 +142,91 @@ pub(super) fn container_inspect(value: &mut Value, v: &ApiVersion) {
         .unwrap_or("")
         .to_string();
     network_settings(object(c, "NetworkSettings"), v, &id, &hostname);
+}
+
+/// HostConfig with every field Go writes without `omitempty`. The log
+/// driver is json-file when none was recorded: the only one berth has,
+/// and what clients such as docker-py's `run` look for before reading logs.
+fn host_config(hc: &mut Map<String, Value>) {
+    let log = object(hc, "LogConfig");
+    if log
+        .get("Type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .is_empty()
+    {
+        log.insert("Type".into(), json!("json-file"));
+    }
+    fill(log, [("Config", json!({}))]);
+    fill(
+        hc,
+        [
+            ("CpuShares", json!(0)),
+            ("Memory", json!(0)),
+            ("NanoCpus", json!(0)),
+            ("CgroupParent", json!("")),
+            ("BlkioWeight", json!(0)),
+            ("BlkioWeightDevice", Value::Null),
+            ("BlkioDeviceReadBps", Value::Null),
+            ("BlkioDeviceWriteBps", Value::Null),
+            ("BlkioDeviceReadIOps", Value::Null),
+            ("BlkioDeviceWriteIOps", Value::Null),
+            ("CpuPeriod", json!(0)),
+            ("CpuQuota", json!(0)),
+            ("CpuRealtimePeriod", json!(0)),
+            ("CpuRealtimeRuntime", json!(0)),
+            ("CpusetCpus", json!("")),
+            ("CpusetMems", json!("")),
+            ("Devices", Value::Null),
+            ("DeviceCgroupRules", Value::Null),
+            ("DeviceRequests", Value::Null),
+            ("MemoryReservation", json!(0)),
+            ("MemorySwap", json!(0)),
+            ("MemorySwappiness", Value::Null),
+            ("OomKillDisable", Value::Null),
+            ("PidsLimit", Value::Null),
+            ("Ulimits", Value::Null),
+            ("CpuCount", json!(0)),
+            ("CpuPercent", json!(0)),
+            ("IOMaximumIOps", json!(0)),
+            ("IOMaximumBandwidth", json!(0)),
+            ("Binds", Value::Null),
+            ("ContainerIDFile", json!("")),
+            ("NetworkMode", json!("")),
+            ("PortBindings", json!({})),
+            (
+                "RestartPolicy",
+                json!({"Name": "no", "MaximumRetryCount": 0}),
+            ),
+            ("AutoRemove", json!(false)),
+            ("VolumeDriver", json!("")),
+            ("VolumesFrom", Value::Null),
+            ("ConsoleSize", json!([0, 0])),
+            ("CapAdd", Value::Null),
+            ("CapDrop", Value::Null),
+            ("CgroupnsMode", json!("")),
+            ("Dns", Value::Null),
+            ("DnsOptions", Value::Null),
+            ("DnsSearch", Value::Null),
+            ("ExtraHosts", Value::Null),
+            ("GroupAdd", Value::Null),
+            ("IpcMode", json!("")),
+            ("Cgroup", json!("")),
+            ("Links", Value::Null),
+            ("OomScoreAdj", json!(0)),
+            ("PidMode", json!("")),
+            ("Privileged", json!(false)),
+            ("PublishAllPorts", json!(false)),
+            ("ReadonlyRootfs", json!(false)),
+            ("SecurityOpt", Value::Null),
+            ("UTSMode", json!("")),
+            ("UsernsMode", json!("")),
+            ("ShmSize", json!(0)),
+            ("Isolation", json!("")),
+            ("MaskedPaths", Value::Null),
+            ("ReadonlyPaths", Value::Null),
+        ],
+    );
 }
 
 /// NetworkSettings as dockerd 28 writes it for API 1.47 and older: the
@@ -309,6 +395,9 @@ mod tests {
             json!(["web", "0123456789ab", "box"])
         );
         assert_eq!(c["Mounts"][0]["Propagation"], "");
+        assert_eq!(c["HostConfig"]["LogConfig"]["Type"], "json-file");
+        assert_eq!(c["HostConfig"]["RestartPolicy"]["Name"], "no");
+        assert_eq!(c["HostConfig"]["Binds"], Value::Null);
         assert_eq!(c["Mounts"][0]["Source"], "");
     }
 
