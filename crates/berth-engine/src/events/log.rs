@@ -172,7 +172,7 @@ impl EventLog {
         let mut p = lock(&self.shared.pending);
         if p.events.len() >= MAX_PENDING {
             let lost = self.shared.lost.fetch_add(1, Ordering::Relaxed) + 1;
-            if lost == 1 || lost % 10_000 == 0 {
+            if lost == 1 || lost.is_multiple_of(10_000) {
                 tracing::error!(
                     lost,
                     "event log writer is stuck; events are not being logged"

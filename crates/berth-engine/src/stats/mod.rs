@@ -292,10 +292,9 @@ fn system_cpu_at(
             let span = after.0.saturating_duration_since(before.0).as_nanos();
             let into = at.saturating_duration_since(before.0).as_nanos();
             let delta = u1.saturating_sub(u0) as u128;
-            let usage = if span == 0 {
-                u1
-            } else {
-                u0 + (delta * into.min(span) / span) as u64
+            let usage = match (delta * into.min(span)).checked_div(span) {
+                Some(part) => u0 + part as u64,
+                None => u1,
             };
             Some((usage, n))
         }
@@ -441,14 +440,13 @@ pub struct AllStatsStream {
 impl AllStatsStream {
     /// The next batch; `None` when over.
     pub async fn next(&mut self) -> Option<StatsBatch> {
-        if self.sent {
-            if !self.stream
+        if self.sent
+            && (!self.stream
                 || self.shared.closed.load(Ordering::SeqCst)
                 || self.ticks.changed().await.is_err()
-                || self.shared.closed.load(Ordering::SeqCst)
-            {
-                return None;
-            }
+                || self.shared.closed.load(Ordering::SeqCst))
+        {
+            return None;
         }
         self.sent = true;
         self.ticks.borrow_and_update();
