@@ -215,12 +215,11 @@ impl Fanout {
         }
     }
 
-    /// Whether held exec output is still waiting for its first client.
+    /// Whether an exec's first client has yet to come. Even an exec that
+    /// printed nothing waits for it: that client (berthd's hub) must still
+    /// find the shim to learn the exit.
     pub fn has_unclaimed_backlog(&self) -> bool {
-        lock(&self.state)
-            .backlog
-            .as_ref()
-            .is_some_and(|b| !b.frames.is_empty())
+        lock(&self.state).backlog.is_some()
     }
 
     /// Waits (bounded) for the writers to deliver what is queued.

@@ -55,7 +55,14 @@ pub struct RwLayer {
     pub parent: Option<ChainId>,
     /// `--storage-opt size`, if one was set.
     pub size_limit: Option<u64>,
+    /// The driver's id for the init layer between image and container
+    /// (mount points and placeholder files the runtime needs), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_id: Option<String>,
 }
+
+/// Fills a container's init layer, given the layer's mounted root.
+pub type InitLayer<'a> = &'a dyn Fn(&Path) -> Result<()>;
 
 struct Held {
     info: LayerInfo,
@@ -408,27 +415,54 @@ impl LayerStore {
         parent: Option<&str>,
         opts: &RwLayerOpts,
     ) -> Result<RwLayer> {
+        self.create_rw_with_init(name, parent, opts, None)
+    }
+
+    /// Like [`LayerStore::create_rw`], with an init layer in between when
+    /// `init` is given (dockerd's `<id>-init`: the mount points and
+    /// placeholder files a runtime needs live there, so `docker diff` and
+    /// `commit` see only what the container itself did).
+    pub fn create_rw_with_init(
+        &self,
+        name: &str,
+        parent: Option<&str>,
+        opts: &RwLayerOpts,
+        init: Option<InitLayer<'_>>,
+    ) -> Result<RwLayer> {
         if self.lock().rw.contains_key(name) {
             return Err(StorageError::Conflict(format!(
                 "writable layer {name} already exists"
             )));
         }
         let parent_info = parent.map(|p| self.acquire(p)).transpose()?;
+        let mount_id = random_id();
         let layer = RwLayer {
             name: name.to_string(),
-            mount_id: random_id(),
+            init_id: init.is_some().then(|| format!("{mount_id}-init")),
+            mount_id,
             parent: parent.map(str::to_string),
             size_limit: opts.size,
         };
+        let parent_cache = parent_info.as_ref().map(|p| p.cache_id.as_str());
         let made = crate::atomic::write_json(&self.rw_meta(name), &layer).and_then(|_| {
-            self.driver.create_rw(
-                &layer.mount_id,
-                parent_info.as_ref().map(|p| p.cache_id.as_str()),
-                opts,
-            )
+            let below = match (&layer.init_id, init) {
+                (Some(init_id), Some(fill)) => {
+                    self.driver.create(init_id, parent_cache)?;
+                    let root = self.driver.mount(init_id)?;
+                    let filled = fill(&root);
+                    self.driver.unmount(init_id)?;
+                    filled?;
+                    Some(init_id.as_str())
+                }
+                _ => parent_cache,
+            };
+            self.driver.create_rw(&layer.mount_id, below, opts)
         });
         if let Err(e) = made {
             let _ = self.driver.remove(&layer.mount_id);
+            if let Some(init_id) = &layer.init_id {
+                let _ = self.driver.remove(init_id);
+            }
             let _ = std::fs::remove_file(self.rw_meta(name));
             if let Some(p) = parent {
                 let _ = self.release(p);
@@ -452,6 +486,9 @@ impl LayerStore {
     pub fn remove_rw(&self, name: &str) -> Result<()> {
         let layer = self.get_rw(name)?;
         self.driver.remove(&layer.mount_id)?;
+        if let Some(init_id) = &layer.init_id {
+            self.driver.remove(init_id)?;
+        }
         let meta = self.rw_meta(name);
         match std::fs::remove_file(&meta) {
             Ok(()) => {}
@@ -475,7 +512,12 @@ impl LayerStore {
         self.driver.unmount(&self.get_rw(name)?.mount_id)
     }
 
+    /// The driver layer directly below a writable layer: its init layer,
+    /// else its image's top layer.
     fn rw_parent_cache(&self, layer: &RwLayer) -> Option<String> {
+        if let Some(init_id) = &layer.init_id {
+            return Some(init_id.clone());
+        }
         layer
             .parent
             .as_ref()
@@ -544,6 +586,9 @@ impl LayerStore {
                 Some(l) => {
                     tracing::info!("removing writable layer of vanished container {}", l.name);
                     self.driver.remove(&l.mount_id)?;
+                    if let Some(init_id) = &l.init_id {
+                        self.driver.remove(init_id)?;
+                    }
                     let _ = std::fs::remove_file(&path);
                 }
                 None => {
@@ -567,6 +612,7 @@ impl LayerStore {
             .values()
             .map(|h| h.info.cache_id.clone())
             .chain(rw.values().map(|l| l.mount_id.clone()))
+            .chain(rw.values().filter_map(|l| l.init_id.clone()))
             .collect();
         let orphans: Vec<ChainId> = layers
             .iter()

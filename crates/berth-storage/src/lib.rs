@@ -14,4 +14,6 @@ pub mod layer_store;
 pub use driver::{Driver, RwLayerOpts, Usage};
 pub use drivers::{open_driver, DriverConfig};
 pub use error::{Result, StorageError};
-pub use layer_store::{chain_id, random_id, ChainId, DiffId, LayerInfo, LayerStore, RwLayer};
+pub use layer_store::{
+    chain_id, random_id, ChainId, DiffId, InitLayer, LayerInfo, LayerStore, RwLayer,
+};

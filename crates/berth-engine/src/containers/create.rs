@@ -10,7 +10,7 @@ use std::sync::Arc;
 use berth_storage::RwLayerOpts;
 use bollard_stubs::models::{
     ContainerConfig, ContainerCreateBody, ContainerCreateResponse, EventMessageTypeEnum,
-    HostConfig, ImageConfig, MountType, RestartPolicyNameEnum,
+    HostConfig, ImageConfig, MountType, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 
 use super::record::{Container, ContainerPaths, MountRecord, RunState};
@@ -459,6 +459,53 @@ fn requested_mounts(config: &ContainerConfig, host: &HostConfig) -> Result<Vec<M
     Ok(out)
 }
 
+/// dockerd's init layer: the mount points and placeholder files every
+/// container gets, made where the image lacks them (never through a
+/// symlink of the image: everything is resolved beneath the layer root).
+fn fill_init_layer(root: &Path) -> berth_storage::Result<()> {
+    use berth_storage::archive::beneath::{ensure_dir, open_dir, open_root, split_leaf};
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    let rootfd = open_root(root)?;
+    let exists = |rel: &str| -> berth_storage::Result<bool> {
+        let (parent, name) = split_leaf(Path::new(rel));
+        Ok(match open_dir(&rootfd, parent)? {
+            Some(dir) => rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok(),
+            None => false,
+        })
+    };
+    for dir in ["dev/pts", "dev/shm", "proc", "sys", "etc"] {
+        if !exists(dir)? {
+            ensure_dir(&rootfd, Path::new(dir), |_| Ok(()))?;
+        }
+    }
+    for file in [
+        ".dockerenv",
+        "etc/resolv.conf",
+        "etc/hosts",
+        "etc/hostname",
+        "dev/console",
+    ] {
+        if exists(file)? {
+            continue;
+        }
+        let (parent, name) = split_leaf(Path::new(file));
+        let dir = ensure_dir(&rootfd, parent, |_| Ok(()))?;
+        rustix::fs::openat(
+            &dir,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o755),
+        )
+        .map_err(|e| berth_storage::StorageError::io(format!("init layer {file}"), e.into()))?;
+    }
+    if !exists("etc/mtab")? {
+        let dir = ensure_dir(&rootfd, Path::new("etc"), |_| Ok(()))?;
+        rustix::fs::symlinkat("/proc/mounts", &dir, "mtab")
+            .map_err(|e| berth_storage::StorageError::io("init layer etc/mtab", e.into()))?;
+    }
+    Ok(())
+}
+
 /// The lines of the host's resolv.conf a private-network container gets:
 /// loopback nameservers cannot be reached from its namespace.
 fn resolv_conf_for(host_network: bool) -> String {
@@ -549,9 +596,12 @@ impl Engine {
         let top = image.top_layer.clone();
         let layer_id = id.clone();
         let made = tokio::task::spawn_blocking(move || {
-            engine
-                .layers
-                .create_rw(&layer_id, top.as_deref(), &RwLayerOpts { size })
+            engine.layers.create_rw_with_init(
+                &layer_id,
+                top.as_deref(),
+                &RwLayerOpts { size },
+                Some(&fill_init_layer),
+            )
         })
         .await
         .map_err(|e| EngineError::Internal(e.to_string()))?;
@@ -559,7 +609,7 @@ impl Engine {
             let _ = std::fs::remove_dir_all(&paths.dir);
             return Err(e.into());
         }
-        let mut container = Container {
+        let container = Container {
             id: id.clone(),
             name,
             created: chrono::Utc::now(),
@@ -575,7 +625,14 @@ impl Engine {
             has_been_started: false,
             runtime,
         };
-        let result = self.finish_create(&mut container, &paths);
+        let engine = Arc::clone(self);
+        let (result, container) = tokio::task::spawn_blocking(move || {
+            let mut container = container;
+            let result = engine.finish_create(&mut container, &paths);
+            (result, container)
+        })
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
         if let Err(e) = result {
             self.discard_container(&container).await;
             return Err(e);
@@ -600,10 +657,14 @@ impl Engine {
     fn finish_create(&self, c: &mut Container, paths: &ContainerPaths) -> Result<()> {
         for m in c.mounts.iter_mut() {
             match m.kind.as_str() {
-                "volume" => {
-                    let name = m.name.get_or_insert_with(berth_storage::random_id).clone();
-                    m.source = self.volume_acquire(&name, &c.id)?;
-                }
+                "volume" => match m.name.clone() {
+                    Some(name) => m.source = self.volume_acquire(&name, &c.id)?,
+                    None => {
+                        let v = self.volume_acquire_new(VolumeCreateRequest::default(), &c.id)?;
+                        m.source = PathBuf::from(&v.mountpoint);
+                        m.name = Some(v.name);
+                    }
+                },
                 // `-v /host/path:/dst` creates a missing source, as dockerd does.
                 "bind" if !m.source.exists() => {
                     std::fs::create_dir_all(&m.source).map_err(|e| {
@@ -626,7 +687,28 @@ impl Engine {
         write(paths.hosts(), hosts_for(host_net, &hostname))?;
         write(paths.resolv_conf(), resolv_conf_for(host_net))?;
         write(paths.log(&c.id), String::new())?;
+        self.copy_up_volumes(c)?;
         c.save(&self.config.data_root)
+    }
+
+    /// dockerd fills a new, empty volume with what the image has at its
+    /// mount point when the container is created.
+    fn copy_up_volumes(&self, c: &Container) -> Result<()> {
+        let wanted: Vec<_> = c
+            .mounts
+            .iter()
+            .filter(|m| m.kind == "volume" && !m.mode.split(',').any(|o| o == "nocopy"))
+            .filter_map(|m| m.name.as_ref().map(|n| (n, &m.destination)))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let rootfs = self.layers.mount_rw(&c.id)?;
+        let result = wanted
+            .iter()
+            .try_for_each(|(name, dest)| self.volume_copy_up(name, &rootfs, dest));
+        self.layers.unmount_rw(&c.id)?;
+        result
     }
 
     /// Undoes a half-made container: volumes, layer, files.

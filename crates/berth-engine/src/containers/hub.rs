@@ -108,8 +108,11 @@ pub fn subscribe(
                 }
                 let stop_fired = async {
                     match stop.as_mut() {
+                        // A dropped sender (no stdin in this session) never detaches.
                         Some(s) => {
-                            let _ = s.wait_for(|v| *v).await;
+                            if s.wait_for(|v| *v).await.is_err() {
+                                std::future::pending::<()>().await
+                            }
                         }
                         None => std::future::pending::<()>().await,
                     }

@@ -200,6 +200,18 @@ impl Engine {
         };
         let _ = record.save(&self.config.data_root);
         handle.notify(false);
+        if record.host_config.auto_remove.unwrap_or(false) {
+            // dockerd removes an AutoRemove container whose start failed;
+            // `docker run --rm` waits for that. The caller holds the op
+            // lock, so the removal runs once it is released.
+            let engine = Arc::clone(self);
+            let handle = Arc::clone(handle);
+            tokio::spawn(async move {
+                if let Err(e) = engine.remove_handle(&handle, true, true).await {
+                    tracing::warn!("auto-removing {} after a failed start: {e}", handle.id);
+                }
+            });
+        }
         match err {
             EngineError::Internal(m) if code != 128 => EngineError::InvalidParameter(m),
             other => other,
@@ -233,12 +245,24 @@ impl Engine {
     /// init process (blocking). On failure the rootfs is unmounted again.
     fn create_task(&self, c: &Container, network: NetworkMode) -> Result<u32> {
         let rootfs = self.layers.mount_rw(&c.id)?;
+        let mut mounted_volumes = Vec::new();
         let result = (|| {
-            if !c.has_been_started {
-                self.copy_up_volumes(c, &rootfs);
-            }
             let paths = ContainerPaths::new(&self.config.data_root, &c.id);
-            let mounts: Vec<MountSpec> = c.mounts.iter().map(mount_spec).collect();
+            let mut mounts = Vec::new();
+            for m in &c.mounts {
+                let mut spec = mount_spec(m);
+                if let ("volume", Some(name)) = (m.kind.as_str(), &m.name) {
+                    spec.source = self.volume_mount(
+                        name,
+                        &c.id,
+                        &m.destination,
+                        !m.read_only,
+                        &m.propagation,
+                    )?;
+                    mounted_volumes.push(name.clone());
+                }
+                mounts.push(spec);
+            }
             let init = c
                 .host_config
                 .init
@@ -285,18 +309,20 @@ impl Engine {
             })
         })();
         if result.is_err() {
+            for name in &mounted_volumes {
+                let _ = self.volume_unmount(name, &c.id);
+            }
             let _ = self.layers.unmount_rw(&c.id);
         }
         result
     }
 
-    /// dockerd copies what the image has at a volume's mount point into
-    /// the volume the first time it is used empty.
-    fn copy_up_volumes(&self, c: &Container, rootfs: &std::path::Path) {
+    /// Releases the volume mounts a run of `c` took.
+    fn unmount_volumes(&self, c: &Container) {
         for m in &c.mounts {
             if let ("volume", Some(name)) = (m.kind.as_str(), &m.name) {
-                if let Err(e) = self.volume_copy_up(name, rootfs, &m.destination) {
-                    tracing::warn!("copying image content into volume {name}: {e}");
+                if let Err(e) = self.volume_unmount(name, &c.id) {
+                    tracing::warn!("unmounting volume {name}: {e}");
                 }
             }
         }
@@ -331,12 +357,14 @@ impl Engine {
             hub.drained(Duration::from_secs(2)).await;
         }
         let engine = Arc::clone(self);
-        let id = handle.id.clone();
+        let ran = handle.snapshot();
         let _ = tokio::task::spawn_blocking(move || {
-            if let Err(e) = engine.runtime.delete(&id) {
+            let id = &ran.id;
+            if let Err(e) = engine.runtime.delete(id) {
                 tracing::warn!("runtime delete of {id}: {e}");
             }
-            if let Err(e) = engine.layers.unmount_rw(&id) {
+            engine.unmount_volumes(&ran);
+            if let Err(e) = engine.layers.unmount_rw(id) {
                 tracing::warn!("unmounting {id}: {e}");
             }
         })
@@ -511,8 +539,7 @@ impl Engine {
         let c = handle.snapshot();
         if !c.state.status.is_alive() {
             return Err(EngineError::Conflict(format!(
-                "Cannot kill container: {}: container {} is not running",
-                c.short_name(),
+                "container {} is not running",
                 c.id
             )));
         }
