@@ -64,6 +64,12 @@ async fn info(
     let mut value = serde_json::to_value(&info)
         .map_err(|e| ApiError::new(berth_engine::ErrorKind::Internal, e.to_string()))?;
     shape_info(&mut value, &v);
+    if let Some(obj) = value.as_object_mut() {
+        // berth's own field: events `/events` readers missed because their
+        // queues were full (each reader got a gap notice for them).
+        let dropped = state.engine.events().stats().dropped;
+        obj.insert("EventsDropped".into(), json!(dropped));
+    }
     Ok(json_ok(&value))
 }
 
