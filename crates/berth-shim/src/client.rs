@@ -4,15 +4,18 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio_util::codec::{Decoder, FramedRead};
 
 use crate::protocol::{
-    parse_frame_header, ExitRecord, Reply, Request, FRAME_HEADER_LEN, MAX_REQUEST_LINE,
+    frame_header, parse_frame_header, ExitRecord, Reply, Request, FRAME_HEADER_LEN, MAX_FRAME_LEN,
+    MAX_REQUEST_LINE, STREAM_STDIN,
 };
 
 /// A failed conversation with a shim.
@@ -36,11 +39,80 @@ pub enum ShimError {
 }
 
 /// An attach connection: output frames (stream number, bytes) that end
-/// when the process's output is drained, and the raw stdin writer whose
+/// when the process's output is drained, and the stdin writer whose
 /// shutdown is the client's end of input.
 pub struct Attachment {
     pub output: FramedRead<OwnedReadHalf, FrameCodec>,
-    pub input: OwnedWriteHalf,
+    pub input: StdinWriter,
+}
+
+/// Writes stdin as frames. `shutdown` sends the empty frame that tells
+/// the shim the input really ended; merely dropping the writer (or the
+/// process dying) does not, so a daemon restart never closes a
+/// container's stdin.
+pub struct StdinWriter {
+    inner: OwnedWriteHalf,
+    /// Framed bytes accepted but not yet written to the socket.
+    pending: BytesMut,
+    ended: bool,
+}
+
+impl StdinWriter {
+    fn new(inner: OwnedWriteHalf) -> StdinWriter {
+        StdinWriter {
+            inner,
+            pending: BytesMut::new(),
+            ended: false,
+        }
+    }
+
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.pending.is_empty() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.pending.advance(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for StdinWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.ended {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        ready!(self.poll_drain(cx))?;
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        // Accepted once framed; written by the next call, flush or shutdown.
+        let n = buf.len().min(MAX_FRAME_LEN);
+        self.pending
+            .extend_from_slice(&frame_header(STREAM_STDIN, n));
+        self.pending.extend_from_slice(&buf[..n]);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.ended {
+            self.ended = true;
+            self.pending
+                .extend_from_slice(&frame_header(STREAM_STDIN, 0));
+        }
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Decodes the multiplexed frames of an attach.
@@ -58,6 +130,12 @@ impl Decoder for FrameCodec {
         let header: [u8; FRAME_HEADER_LEN] = src[..FRAME_HEADER_LEN].try_into().expect("len");
         let (stream, len) = parse_frame_header(&header)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if stream == STREAM_STDIN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "stdin frame from the shim",
+            ));
+        }
         if src.len() < FRAME_HEADER_LEN + len {
             src.reserve(FRAME_HEADER_LEN + len - src.len());
             return Ok(None);
@@ -150,7 +228,7 @@ pub async fn attach(
     let (r, w) = stream.into_split();
     Ok(Attachment {
         output: FramedRead::new(r, FrameCodec),
-        input: w,
+        input: StdinWriter::new(w),
     })
 }
 
@@ -196,5 +274,21 @@ mod tests {
         assert!(buf.is_empty());
         buf.extend_from_slice(&[7, 0, 0, 0, 0, 0, 0, 0]);
         assert!(codec.decode(&mut buf).is_err());
+    }
+
+    #[tokio::test]
+    async fn stdin_is_framed_and_shutdown_sends_the_end() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let (_r, w) = a.into_split();
+        let mut stdin = StdinWriter::new(w);
+        stdin.write_all(b"abc").await.unwrap();
+        stdin.flush().await.unwrap();
+        stdin.shutdown().await.unwrap();
+        assert!(stdin.write_all(b"late").await.is_err());
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).await.unwrap();
+        let mut want = encode_frame(STREAM_STDIN, b"abc");
+        want.extend_from_slice(&frame_header(STREAM_STDIN, 0));
+        assert_eq!(got, want);
     }
 }

@@ -151,10 +151,12 @@ fn supervise(mode: &Mode, reporter: Reporter) -> anyhow::Result<()> {
     };
     let reporter = std::cell::Cell::new(Some(reporter));
     let fail = |msg: String| -> anyhow::Error {
+        // Gone before berthd hears of the failure, so that nothing it
+        // asks afterwards finds this shim answering.
+        let _ = fs::remove_file(&common.socket);
         if let Some(r) = reporter.take() {
             r.report(&LaunchReport::Error { error: msg.clone() });
         }
-        let _ = fs::remove_file(&common.socket);
         anyhow::anyhow!(msg)
     };
 

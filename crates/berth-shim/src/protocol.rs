@@ -1,7 +1,8 @@
 //! The wire and disk contract between berthd and a berth-shim: the launch
 //! report the shim prints once, the one-line JSON requests a client opens a
-//! socket connection with, the multiplexed output frames of an attach, and
-//! the exit record the shim leaves in its state directory.
+//! socket connection with, the multiplexed frames of an attach (output to
+//! the client, stdin from it), and the exit record the shim leaves in its
+//! state directory.
 
 use std::fs;
 use std::io::{self, Write};
@@ -20,6 +21,7 @@ pub const SHIM_PID_FILE: &str = "shim.pid";
 pub const MAX_REQUEST_LINE: usize = 4096;
 
 /// Stream numbers of Docker's multiplexed stream format.
+pub const STREAM_STDIN: u8 = 0;
 pub const STREAM_STDOUT: u8 = 1;
 pub const STREAM_STDERR: u8 = 2;
 
@@ -42,8 +44,10 @@ pub enum LaunchReport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
-    /// Stream the chosen outputs as frames; read raw stdin bytes from the
-    /// client until it half-closes.
+    /// Stream the chosen outputs as frames; read stdin frames (stream 0)
+    /// from the client. An empty stdin frame is the client's end of input
+    /// (StdinOnce closes the process's stdin); a connection that just ends
+    /// — berthd died — leaves stdin open for the next client.
     Attach {
         #[serde(default)]
         stdin: bool,
@@ -137,10 +141,11 @@ pub fn encode_frame(stream: u8, data: &[u8]) -> Vec<u8> {
     v
 }
 
-/// The stream and payload length a header announces.
+/// The stream and payload length a header announces (stdin, stdout or
+/// stderr; the receiver checks it is a stream it expects).
 pub fn parse_frame_header(h: &[u8; FRAME_HEADER_LEN]) -> Result<(u8, usize), String> {
     let stream = h[0];
-    if !(STREAM_STDOUT..=STREAM_STDERR).contains(&stream) || h[1..4] != [0, 0, 0] {
+    if stream > STREAM_STDERR || h[1..4] != [0, 0, 0] {
         return Err(format!("bad frame header {h:?}"));
     }
     let len = u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as usize;

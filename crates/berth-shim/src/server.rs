@@ -1,12 +1,15 @@
 //! The shim's socket: one thread per connection, each opening with one
-//! JSON request line — `attach` (frames out, raw stdin in), `resize`,
-//! `wait` (the exit record once there is one) and `close_stdin`.
+//! JSON request line — `attach` (output frames out, stdin frames in),
+//! `resize`, `wait` (the exit record once there is one) and `close_stdin`.
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::{Arc, Condvar, Mutex};
 
-use berth_shim::protocol::{ExitRecord, Reply, Request, MAX_REQUEST_LINE};
+use berth_shim::protocol::{
+    parse_frame_header, ExitRecord, Reply, Request, FRAME_HEADER_LEN, MAX_REQUEST_LINE,
+    STREAM_STDIN,
+};
 
 use crate::fanout::Fanout;
 use crate::stdio::Input;
@@ -61,7 +64,7 @@ pub fn serve(listener: UnixListener, shared: Arc<Shared>) {
 }
 
 /// Reads the request line byte by byte: after an attach request the
-/// client's raw stdin follows, and none of it may be swallowed here.
+/// client's stdin frames follow, and none of them may be swallowed here.
 fn read_request(conn: &mut UnixStream) -> io::Result<Option<Vec<u8>>> {
     let mut line = Vec::new();
     let mut b = [0u8; 1];
@@ -132,21 +135,36 @@ fn handle(mut conn: UnixStream, shared: &Arc<Shared>) -> io::Result<()> {
     }
 }
 
+/// Copies the client's stdin frames to the process. Only an explicit end
+/// (an empty frame) counts as the client closing its input; a connection
+/// that just ends is a client gone (berthd died), and the process's stdin
+/// stays open for whoever attaches next.
 fn copy_stdin(conn: &mut UnixStream, shared: &Shared) {
-    let mut buf = vec![0u8; 32 * 1024];
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    let mut buf = Vec::new();
     let mut open = true;
     loop {
-        match conn.read(&mut buf) {
-            Ok(0) => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-            Ok(n) => {
-                // Once the process's stdin is gone the client's bytes are
-                // dropped, but still read, so the client is not stalled.
-                if open && shared.input.write_stdin(&buf[..n]).is_err() {
-                    open = false;
-                }
+        if conn.read_exact(&mut header).is_err() {
+            return;
+        }
+        let len = match parse_frame_header(&header) {
+            Ok((STREAM_STDIN, len)) => len,
+            _ => {
+                eprintln!("berth-shim: bad stdin frame {header:?}");
+                return;
             }
+        };
+        if len == 0 {
+            break;
+        }
+        buf.resize(len, 0);
+        if conn.read_exact(&mut buf).is_err() {
+            return;
+        }
+        // Once the process's stdin is gone the client's bytes are
+        // dropped, but still read, so the client is not stalled.
+        if open && shared.input.write_stdin(&buf).is_err() {
+            open = false;
         }
     }
     if shared.input.stdin_once {

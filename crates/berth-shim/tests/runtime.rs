@@ -402,7 +402,7 @@ async fn a_tty_process_gets_a_pty_that_can_be_resized() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stdin_reaches_the_process_and_its_end_closes_stdin_once() {
+async fn stdin_reaches_the_process_and_only_its_end_closes_stdin_once() {
     let mut w = World::new();
     let stdio = StdioConfig {
         tty: false,
@@ -417,6 +417,15 @@ async fn stdin_reaches_the_process_and_its_end_closes_stdin_once() {
     let mut stdin = stdin.unwrap();
     w.rt().start(&id).unwrap();
     stdin.write_all(b"ping\n").await.unwrap();
+    stdin.flush().await.unwrap();
+    // The client goes away without ending its input (as when berthd is
+    // killed): the program's stdin stays open.
+    drop(stdin);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(w.rt().status(&id).unwrap().unwrap().0, TaskStatus::Running);
+    let (none, stdin) = w.rt().attach(&p, true, false, false).await.unwrap();
+    assert!(none.is_none());
+    let mut stdin = stdin.unwrap();
     stdin.write_all(b"pong\n").await.unwrap();
     stdin.shutdown().await.unwrap();
     let chunks = collect(out.unwrap(), Duration::from_secs(10)).await;

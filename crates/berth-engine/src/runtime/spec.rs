@@ -6,6 +6,7 @@
 
 mod caps;
 mod mounts;
+mod namespaces;
 mod resources;
 mod rootfs;
 mod user;
@@ -13,11 +14,10 @@ mod user;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use bollard_stubs::models::{ContainerConfig, ExecConfig, HostConfig, HostConfigCgroupnsModeEnum};
-use oci_spec::runtime::{
-    Box as ConsoleBox, BoxBuilder, Linux, LinuxNamespace, LinuxNamespaceBuilder,
-    LinuxNamespaceType, Process, Root, Spec,
-};
+use bollard_stubs::models::{ContainerConfig, ExecConfig, HostConfig};
+use oci_spec::runtime::{Box as ConsoleBox, BoxBuilder, Linux, Process, Root, Spec};
+
+use namespaces::NsMode;
 
 use crate::error::{EngineError, Result};
 
@@ -153,42 +153,6 @@ pub fn replace_or_append_env(mut base: Vec<String>, overrides: &[String]) -> Vec
     base
 }
 
-fn cgroup_unified() -> bool {
-    const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
-    rustix::fs::statfs("/sys/fs/cgroup").is_ok_and(|s| s.f_type as u64 == CGROUP2_SUPER_MAGIC)
-}
-
-fn namespace(typ: LinuxNamespaceType, path: Option<&Path>) -> Result<LinuxNamespace> {
-    let mut b = LinuxNamespaceBuilder::default().typ(typ);
-    if let Some(p) = path {
-        b = b.path(p);
-    }
-    b.build().map_err(spec_err)
-}
-
-/// A `--pid`, `--ipc` or `--uts` mode: host, private, or (unsupported so
-/// far) another container's.
-#[derive(PartialEq, Eq)]
-enum NsMode {
-    Private,
-    Host,
-    None,
-}
-
-fn ns_mode(what: &str, mode: Option<&str>, allow_none: bool) -> Result<NsMode> {
-    match mode.unwrap_or("") {
-        "" | "private" | "shareable" => Ok(NsMode::Private),
-        "host" => Ok(NsMode::Host),
-        "none" if allow_none => Ok(NsMode::None),
-        m if m.starts_with("container:") => Err(EngineError::NotImplemented(format!(
-            "{what} mode {m:?} is not supported by berth yet"
-        ))),
-        m => Err(EngineError::InvalidParameter(format!(
-            "invalid {what} mode: {m}"
-        ))),
-    }
-}
-
 /// Masked paths: dockerd's list plus the thermal-throttle files of every
 /// possible CPU.
 fn masked_paths() -> Vec<String> {
@@ -237,9 +201,7 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec> {
     let privileged = hc.privileged.unwrap_or(false);
     let tty = c.tty.unwrap_or(false);
 
-    let pid_mode = ns_mode("PID", hc.pid_mode.as_deref(), false)?;
-    let ipc_mode = ns_mode("IPC", hc.ipc_mode.as_deref(), true)?;
-    let uts_mode = ns_mode("UTS", hc.uts_mode.as_deref(), false)?;
+    let modes = namespaces::modes(hc)?;
 
     let mut args: Vec<String> = c.entrypoint.iter().flatten().cloned().collect();
     args.extend(c.cmd.iter().flatten().cloned());
@@ -247,7 +209,7 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec> {
         return Err(EngineError::InvalidParameter("No command specified".into()));
     }
     // An init only makes sense as PID 1 of the container's own namespace.
-    let want_init = hc.init.unwrap_or(inputs.init_binary.is_some()) && pid_mode == NsMode::Private;
+    let want_init = hc.init.unwrap_or(inputs.init_binary.is_some()) && modes.pid == NsMode::Private;
     let init = match (want_init, inputs.init_binary) {
         (false, _) => None,
         (true, Some(b)) => Some(b),
@@ -325,30 +287,7 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec> {
     process.set_scheduler(None);
     process.set_exec_cpu_affinity(None);
 
-    let mut namespaces = vec![namespace(LinuxNamespaceType::Mount, None)?];
-    match &inputs.network {
-        NetworkMode::Host => {}
-        NetworkMode::Private => namespaces.push(namespace(LinuxNamespaceType::Network, None)?),
-        NetworkMode::Path(p) => namespaces.push(namespace(LinuxNamespaceType::Network, Some(p))?),
-    }
-    if uts_mode == NsMode::Private {
-        namespaces.push(namespace(LinuxNamespaceType::Uts, None)?);
-    }
-    if pid_mode == NsMode::Private {
-        namespaces.push(namespace(LinuxNamespaceType::Pid, None)?);
-    }
-    if ipc_mode != NsMode::Host {
-        namespaces.push(namespace(LinuxNamespaceType::Ipc, None)?);
-    }
-    // dockerd's default: a private cgroup namespace on cgroup v2 only.
-    let cgroupns = match hc.cgroupns_mode {
-        Some(HostConfigCgroupnsModeEnum::PRIVATE) => true,
-        Some(HostConfigCgroupnsModeEnum::HOST) => false,
-        _ => cgroup_unified(),
-    };
-    if cgroupns {
-        namespaces.push(namespace(LinuxNamespaceType::Cgroup, None)?);
-    }
+    let namespaces = namespaces::list(&modes, &inputs.network, hc.cgroupns_mode)?;
 
     let (mount_table, rootfs_propagation) = mounts::build(&mounts::MountInputs {
         user: inputs.mounts,
@@ -362,7 +301,7 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec> {
             .shm_size
             .filter(|s| *s > 0)
             .unwrap_or(mounts::DEFAULT_SHM_SIZE),
-        ipc_none: ipc_mode == NsMode::None,
+        ipc_none: modes.ipc == NsMode::None,
         readonly_rootfs: hc.readonly_rootfs.unwrap_or(false),
         privileged,
         init,
@@ -425,7 +364,7 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec> {
     spec.set_root(Some(root));
     spec.set_mounts(Some(mount_table));
     spec.set_process(Some(process));
-    let (hostname, domainname) = if uts_mode == NsMode::Private {
+    let (hostname, domainname) = if modes.uts == NsMode::Private {
         (
             Some(hostname),
             c.domainname.clone().filter(|d| !d.is_empty()),
@@ -509,6 +448,7 @@ pub fn exec_process(container: &Spec, rootfs: &Path, exec: &ExecConfig) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oci_spec::runtime::LinuxNamespaceType;
 
     struct Fixture {
         dir: tempfile::TempDir,
@@ -650,7 +590,10 @@ mod tests {
         ] {
             assert!(ns.contains(&t), "{t:?} missing");
         }
-        assert_eq!(ns.contains(&LinuxNamespaceType::Cgroup), cgroup_unified());
+        assert_eq!(
+            ns.contains(&LinuxNamespaceType::Cgroup),
+            namespaces::cgroup_unified()
+        );
         assert_eq!(s.root().as_ref().unwrap().path(), f.dir.path());
         // It serializes to what runc reads.
         let json = serde_json::to_value(&s).unwrap();

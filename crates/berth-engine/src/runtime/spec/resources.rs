@@ -16,14 +16,11 @@ use oci_spec::runtime::{
 };
 use rustix::fs::FileType;
 
+use super::spec_err;
 use crate::error::{EngineError, Result};
 
 /// The CFS period dockerd uses for `--cpus`, in microseconds.
 const NANO_CPUS_PERIOD: u64 = 100_000;
-
-fn spec_err(e: impl std::fmt::Display) -> EngineError {
-    EngineError::Internal(format!("spec: {e}"))
-}
 
 /// Whether the kernel accounts swap (dockerd drops swap limits, with a
 /// warning, where it does not).
