@@ -218,7 +218,7 @@ impl Fanout {
     /// Whether an exec's first client has yet to come. Even an exec that
     /// printed nothing waits for it: that client (berthd's hub) must still
     /// find the shim to learn the exit.
-    pub fn has_unclaimed_backlog(&self) -> bool {
+    pub fn awaits_first_client(&self) -> bool {
         lock(&self.state).backlog.is_some()
     }
 
@@ -294,10 +294,10 @@ mod tests {
     fn exec_output_before_the_first_attach_is_replayed() {
         let f = Arc::new(Fanout::new(true));
         f.publish(STREAM_STDOUT, b"early");
-        assert!(f.has_unclaimed_backlog());
+        assert!(f.awaits_first_client());
         let (a, a_peer) = UnixStream::pair().unwrap();
         f.subscribe(true, true, a, Vec::new());
-        assert!(!f.has_unclaimed_backlog());
+        assert!(!f.awaits_first_client());
         f.publish(STREAM_STDERR, b"late");
         f.end();
         let mut want = encode_frame(1, b"early");

@@ -38,8 +38,9 @@ use crate::stdio::StdioConfig;
 /// waits as long for a container's streams), e.g. from a background
 /// process that inherited the pipes.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long an exec's held output waits for its first client after exit.
-const UNCLAIMED_OUTPUT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an exec's shim waits after the exit for its first client
+/// (berthd attaches right after starting the exec).
+const FIRST_CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long queued frames may take to reach attached clients at the end.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -272,8 +273,8 @@ fn wait_foreign(pid: Pid) -> i32 {
 }
 
 fn wait_for_first_client(fanout: &Fanout) {
-    let deadline = std::time::Instant::now() + UNCLAIMED_OUTPUT_TIMEOUT;
-    while fanout.has_unclaimed_backlog() && std::time::Instant::now() < deadline {
+    let deadline = std::time::Instant::now() + FIRST_CLIENT_TIMEOUT;
+    while fanout.awaits_first_client() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
