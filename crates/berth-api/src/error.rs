@@ -39,6 +39,24 @@ impl ApiError {
         }
     }
 
+    /// 413: a buffered (JSON) request body over the limit.
+    pub fn payload_too_large(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: message.into(),
+            plain_text: false,
+        }
+    }
+
+    /// 408: a client that stopped sending its request body.
+    pub fn request_timeout(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            message: message.into(),
+            plain_text: false,
+        }
+    }
+
     /// 404 for unknown routes and methods, worded like dockerd.
     pub fn page_not_found() -> Self {
         ApiError {

@@ -11,10 +11,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
-
-/// The most a JSON body may hold. Create and update bodies are a few KiB;
-/// this only stops a client from making the daemon buffer without end.
-const MAX_JSON_BODY: usize = 32 * 1024 * 1024;
+use crate::limits::{self, BODY_STALL_TIMEOUT, MAX_JSON_BODY};
 
 /// A decoded JSON body; `None` when the request had none (or sent `null`).
 #[derive(Debug)]
@@ -86,12 +83,15 @@ pub fn check_content_type(headers: &HeaderMap, body: bool) -> Result<(), ApiErro
 }
 
 /// Checks the Content-Type and reads the whole body, for handlers that
-/// need the raw JSON as well as a typed value (container create).
+/// need the raw JSON as well as a typed value (container create). Bodies
+/// over [`MAX_JSON_BODY`] are a 413 and stalled ones a 408 (see `limits`).
 pub async fn read(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     check_content_type(headers, has_body(headers))?;
-    axum::body::to_bytes(body, MAX_JSON_BODY)
-        .await
-        .map_err(|e| ApiError::invalid(format!("invalid JSON: {e}")))
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    Ok(limits::collect_body(declared, body, MAX_JSON_BODY, BODY_STALL_TIMEOUT).await?)
 }
 
 /// Decodes one JSON value from `bytes`, worded like dockerd's decoder.

@@ -2,13 +2,15 @@
 //! the [`berth_engine::Engine`], negotiates API versions like dockerd,
 //! shapes JSON with `bollard-stubs` models and streams progress and tars.
 //!
-//! It knows nothing of filesystems or cgroups; berthd owns the listeners.
+//! It knows nothing of filesystems or cgroups; berthd binds the sockets and
+//! hands them over, this crate serves them (TLS and connection limits included).
 
 pub mod error;
 pub mod filters;
 pub mod hijack;
 pub mod json_body;
 pub mod json_stream;
+pub mod limits;
 pub mod query;
 pub mod request_log;
 mod routes;
@@ -16,6 +18,7 @@ pub mod server;
 pub mod stdcopy;
 #[cfg(test)]
 mod test_server;
+pub mod tls;
 pub mod upload;
 pub mod version;
 
@@ -27,6 +30,7 @@ use tower::util::BoxCloneSyncService;
 use tower::ServiceBuilder;
 
 pub use error::ApiError;
+pub use limits::Limits;
 pub use routes::AppState;
 pub use server::{ApiService, Listener, Server};
 

@@ -12,9 +12,10 @@ use axum::extract::Request;
 use axum::http::{header, Method};
 use axum::response::Response;
 use futures_util::future::BoxFuture;
-use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::{Layer, Service};
+
+use crate::limits;
 
 /// Bodies larger than this are never buffered for the log (dockerd: 4 KiB).
 const MAX_LOGGED_BODY: u64 = 4096;
@@ -111,10 +112,23 @@ async fn capture_json_body(req: Request) -> (Request, Option<String>) {
     if req.method() != Method::POST || !is_json || !small {
         return (req, None);
     }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     let (parts, body) = req.into_parts();
-    match body.collect().await {
-        Ok(collected) => {
-            let bytes = collected.to_bytes();
+    // Bounded in time as the handler's own read would be: a client that
+    // declares a small body and never sends it must not hang here.
+    match limits::collect_body(
+        declared,
+        body,
+        MAX_LOGGED_BODY as usize,
+        limits::BODY_STALL_TIMEOUT,
+    )
+    .await
+    {
+        Ok(bytes) => {
             let form = serde_json::from_slice::<Value>(&bytes)
                 .ok()
                 .filter(Value::is_object)
@@ -181,6 +195,7 @@ mod tests {
 
     #[tokio::test]
     async fn captures_small_json_and_keeps_the_body() {
+        use http_body_util::BodyExt;
         let sent = r#"{"username":"u","password":"hunter"}"#;
         let req = Request::builder()
             .method(Method::POST)

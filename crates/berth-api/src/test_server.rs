@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceBuilder;
 
+use crate::limits::Limits;
 use crate::request_log::RequestLogLayer;
 use crate::server::{serve_connection, ApiService};
 
@@ -25,6 +26,7 @@ pub(crate) fn connect(router: Router) -> DuplexStream {
     tokio::spawn(serve_connection(
         server,
         service,
+        Limits::default(),
         CancellationToken::new(),
         CancellationToken::new(),
     ));
