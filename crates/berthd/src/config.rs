@@ -134,6 +134,59 @@ pub struct Flags {
         value_name = "DURATION"
     )]
     pub stats_interval: Option<String>,
+
+    /// Use TLS; implied by --tlsverify
+    #[arg(
+        id = "tls",
+        long = "tls",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    pub tls: Option<bool>,
+
+    /// Use TLS and verify the remote
+    #[arg(
+        id = "tlsverify",
+        long = "tlsverify",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    pub tlsverify: Option<bool>,
+
+    /// Trust certs signed only by this CA
+    #[arg(id = "tlscacert", long = "tlscacert", value_name = "PATH")]
+    pub tlscacert: Option<PathBuf>,
+
+    /// Path to TLS certificate file
+    #[arg(id = "tlscert", long = "tlscert", value_name = "PATH")]
+    pub tlscert: Option<PathBuf>,
+
+    /// Path to TLS key file
+    #[arg(id = "tlskey", long = "tlskey", value_name = "PATH")]
+    pub tlskey: Option<PathBuf>,
+
+    /// Serve TCP without TLS client verification on non-loopback addresses
+    #[arg(
+        id = "insecure-tcp",
+        long = "insecure-tcp",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    pub insecure_tcp: Option<bool>,
+
+    /// Most API connections open at once (over all -H addresses)
+    #[arg(
+        id = "api-max-connections",
+        long = "api-max-connections",
+        value_name = "N"
+    )]
+    pub api_max_connections: Option<usize>,
 }
 
 /// A runtime of daemon.json's `runtimes` map.
@@ -171,6 +224,18 @@ pub struct DaemonConfig {
     pub events_log_max_age: String,
     /// The stats sampler's interval, reloadable.
     pub stats_interval: String,
+    /// `--tls`/`--tlsverify` as given (`None`: not set), resolved with
+    /// dockerd's rules by `tcp_security`.
+    pub tls: Option<bool>,
+    pub tlsverify: Option<bool>,
+    /// TLS files; `None` means dockerd's default in `~/.docker`.
+    pub tlscacert: Option<PathBuf>,
+    pub tlscert: Option<PathBuf>,
+    pub tlskey: Option<PathBuf>,
+    /// Serve TCP without client verification beyond loopback.
+    pub insecure_tcp: bool,
+    /// The cap on open API connections.
+    pub api_max_connections: usize,
 }
 
 impl Default for DaemonConfig {
@@ -192,6 +257,13 @@ impl Default for DaemonConfig {
             events_log_max_events: 100_000,
             events_log_max_age: "168h".to_string(),
             stats_interval: "1s".to_string(),
+            tls: None,
+            tlsverify: None,
+            tlscacert: None,
+            tlscert: None,
+            tlskey: None,
+            insecure_tcp: false,
+            api_max_connections: berth_api::Limits::default().max_connections,
         }
     }
 }
@@ -401,6 +473,27 @@ impl Flags {
         if let Some(d) = &self.stats_interval {
             config.stats_interval = d.clone();
         }
+        if self.tls.is_some() {
+            config.tls = self.tls;
+        }
+        if self.tlsverify.is_some() {
+            config.tlsverify = self.tlsverify;
+        }
+        for (flag, field) in [
+            (&self.tlscacert, &mut config.tlscacert),
+            (&self.tlscert, &mut config.tlscert),
+            (&self.tlskey, &mut config.tlskey),
+        ] {
+            if flag.is_some() {
+                field.clone_from(flag);
+            }
+        }
+        if let Some(b) = self.insecure_tcp {
+            config.insecure_tcp = b;
+        }
+        if let Some(n) = self.api_max_connections {
+            config.api_max_connections = n;
+        }
     }
 }
 
@@ -417,6 +510,9 @@ fn validate(config: &DaemonConfig) -> Result<()> {
         if !label.contains('=') {
             bail!("bad attribute format: {label}");
         }
+    }
+    if config.api_max_connections == 0 {
+        bail!("api-max-connections must be at least 1");
     }
     if config.events_log_max_events == 0 {
         bail!("events-log-max-events must be at least 1");
@@ -691,6 +787,41 @@ mod tests {
         assert!(merged.debug);
         assert_eq!(merged.labels, vec!["z=1"]);
         assert_eq!(merged.data_root, PathBuf::from("/var/lib/berth"));
+    }
+
+    #[test]
+    fn tls_keys_come_from_flags_or_file() {
+        let c = parse(
+            &[
+                "--tlsverify",
+                "--tlscacert",
+                "/c/ca.pem",
+                "--api-max-connections",
+                "10",
+            ],
+            Some(r#"{"tlscert": "/c/s.pem", "tlskey": "/c/k.pem", "insecure-tcp": true}"#),
+        )
+        .unwrap();
+        assert_eq!(c.tlsverify, Some(true));
+        assert_eq!(c.tls, None);
+        assert_eq!(c.tlscacert, Some(PathBuf::from("/c/ca.pem")));
+        assert_eq!(c.tlscert, Some(PathBuf::from("/c/s.pem")));
+        assert_eq!(c.tlskey, Some(PathBuf::from("/c/k.pem")));
+        assert!(c.insecure_tcp);
+        assert_eq!(c.api_max_connections, 10);
+        let c = parse(&["--tls=false", "--tlsverify=false"], None).unwrap();
+        assert_eq!((c.tls, c.tlsverify), (Some(false), Some(false)));
+        let c = parse(&[], Some(r#"{"tls": true}"#)).unwrap();
+        assert_eq!((c.tls, c.tlsverify), (Some(true), None));
+
+        let err = parse(&["--tlsverify"], Some(r#"{"tlsverify": true}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tlsverify: (from flag: true, from file: true)"),
+            "{err}"
+        );
+        assert!(parse(&["--api-max-connections", "0"], None).is_err());
     }
 
     #[test]

@@ -1,15 +1,26 @@
 //! The `-H` addresses berthd serves on: parsing them as dockerd does, and
 //! binding them safely. A unix socket is never taken from a live daemon,
 //! replaces a stale one atomically, gets mode 0660 and the `--group`, and
-//! is removed at shutdown only if it is still ours.
+//! is removed at shutdown only if it is still ours. TCP listeners get TLS
+//! and the loopback-only rule from `tcp_security`; `fd://` serves the
+//! sockets systemd passed (`systemd`).
 
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use berth_api::tls::{TlsListener, TlsServerConfig};
+use nix::sys::socket::{
+    getsockname, getsockopt, sockopt, AddressFamily, SockType, SockaddrLike, SockaddrStorage,
+};
 use nix::unistd::{Gid, Group};
+
+use crate::systemd::Activation;
+use crate::tcp_security::TcpPolicy;
 
 /// Where berthd listens when no `-H` is given.
 pub const DEFAULT_UNIX_SOCKET: &str = "/run/berth.sock";
@@ -25,19 +36,24 @@ const MAX_SOCKET_PATH: usize = 107;
 pub enum HostAddr {
     Unix(PathBuf),
     Tcp(String, u16),
+    /// Sockets passed by systemd: all of them, or the one at fd N.
+    Fd(Option<RawFd>),
 }
 
 impl std::fmt::Display for HostAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             HostAddr::Unix(p) => write!(f, "unix://{}", p.display()),
+            HostAddr::Tcp(h, port) if h.contains(':') => write!(f, "tcp://[{h}]:{port}"),
             HostAddr::Tcp(h, port) => write!(f, "tcp://{h}:{port}"),
+            HostAddr::Fd(None) => write!(f, "fd://"),
+            HostAddr::Fd(Some(n)) => write!(f, "fd://{n}"),
         }
     }
 }
 
-/// Parses a `-H` value: `unix:///path`, `tcp://host:port`, or a bare
-/// `host:port` (TCP), as dockerd reads them.
+/// Parses a `-H` value: `unix:///path`, `tcp://host:port`, a bare
+/// `host:port` (TCP), or `fd://` / `fd://N`, as dockerd reads them.
 pub fn parse_host(raw: &str) -> Result<HostAddr> {
     let raw = raw.trim();
     if raw.is_empty() {
@@ -72,53 +88,160 @@ pub fn parse_host(raw: &str) -> Result<HostAddr> {
             };
             Ok(HostAddr::Tcp(host.to_string(), port))
         }
-        "fd" => bail!("socket activation (-H {raw}) is not supported by berthd yet"),
+        "fd" => match rest {
+            "" | "*" => Ok(HostAddr::Fd(None)),
+            n => n.parse().map(|n| HostAddr::Fd(Some(n))).map_err(|_| {
+                anyhow::anyhow!("failed to parse systemd fd address: should be a number: {n}")
+            }),
+        },
         _ => bail!("invalid bind address format: {raw}"),
     }
 }
 
-/// A bound listener and what to clean up when it closes.
+/// A bound listener with its address for logs (`tcp://127.0.0.1:2375`,
+/// `fd://3 (unix:///run/berth.sock)`).
 pub enum Bound {
-    Unix(tokio::net::UnixListener, SocketFile),
-    /// The listener and its address for logs (`tcp://127.0.0.1:2375`).
+    /// The socket file is `None` for a socket systemd created (and removes).
+    Unix(tokio::net::UnixListener, String, Option<SocketFile>),
     Tcp(tokio::net::TcpListener, String),
+    Tls(TlsListener, String),
+}
+
+/// What binding needs besides the addresses.
+pub struct ListenOptions<'a> {
+    /// `--group` for unix sockets.
+    pub group: Option<&'a str>,
+    /// TLS and the loopback rule for TCP.
+    pub tcp: &'a TcpPolicy,
 }
 
 /// Binds every address; the first failure aborts (already bound unix
-/// sockets are removed again by their [`SocketFile`]).
-pub async fn bind_all(hosts: &[String], group: Option<&str>) -> Result<Vec<Bound>> {
-    let mut addrs = Vec::new();
+/// sockets are removed again by their [`SocketFile`]). Repeated addresses
+/// are bound once, as dockerd does.
+pub async fn bind_all(
+    hosts: &[String],
+    options: ListenOptions<'_>,
+    activation: &mut Activation,
+) -> Result<Vec<Bound>> {
+    let mut addrs: Vec<HostAddr> = Vec::new();
     for h in hosts.iter().filter(|h| !h.trim().is_empty()) {
-        addrs.push(parse_host(h)?);
+        let addr = parse_host(h)?;
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
     }
     if addrs.is_empty() {
         addrs.push(HostAddr::Unix(PathBuf::from(DEFAULT_UNIX_SOCKET)));
     }
     let gid = if addrs.iter().any(|a| matches!(a, HostAddr::Unix(_))) {
-        socket_gid(group)?
+        socket_gid(options.group)?
     } else {
         Gid::current()
     };
+    let mut tcp = TcpBinder {
+        policy: options.tcp,
+        tls: None,
+    };
     let mut bound = Vec::new();
     for addr in addrs {
-        bound.push(match &addr {
+        match &addr {
             HostAddr::Unix(path) => {
                 let (l, file) = bind_unix(path, gid)
                     .await
                     .with_context(|| format!("can't create unix socket {}", path.display()))?;
-                Bound::Unix(l, file)
+                bound.push(Bound::Unix(l, file.to_string(), Some(file)));
             }
             HostAddr::Tcp(host, port) => {
                 let l = bind_tcp(host, *port).await?;
-                let shown = l
-                    .local_addr()
-                    .map(|a| format!("tcp://{a}"))
-                    .unwrap_or(addr.to_string());
-                Bound::Tcp(l, shown)
+                let local = l.local_addr()?;
+                bound.push(tcp.wrap(l, local, format!("tcp://{local}"))?);
             }
-        });
+            HostAddr::Fd(which) => {
+                for (n, fd) in activation.claim(*which)? {
+                    bound.push(
+                        adopt_fd(n, fd, &mut tcp)
+                            .with_context(|| format!("socket activation, fd {n}"))?,
+                    );
+                }
+            }
+        }
     }
     Ok(bound)
+}
+
+/// Puts TLS (built once, at the first TCP listener) and the loopback rule
+/// on TCP listeners.
+struct TcpBinder<'a> {
+    policy: &'a TcpPolicy,
+    tls: Option<Arc<TlsServerConfig>>,
+}
+
+impl TcpBinder<'_> {
+    fn wrap(
+        &mut self,
+        l: tokio::net::TcpListener,
+        local: SocketAddr,
+        shown: String,
+    ) -> Result<Bound> {
+        self.policy.check(local, &shown)?;
+        if self.tls.is_none() {
+            self.tls = self.policy.server_config()?;
+        }
+        Ok(match &self.tls {
+            Some(config) => {
+                let mode = if self.policy.verifies_clients() {
+                    "TLS, client certificates required"
+                } else {
+                    "TLS, no client verification"
+                };
+                Bound::Tls(
+                    TlsListener::new(l, config.clone()),
+                    format!("{shown} ({mode})"),
+                )
+            }
+            None => Bound::Tcp(l, shown),
+        })
+    }
+}
+
+/// Serves a socket systemd passed: a listening unix or TCP stream socket.
+fn adopt_fd(n: RawFd, fd: OwnedFd, tcp: &mut TcpBinder<'_>) -> Result<Bound> {
+    if getsockopt(&fd, sockopt::SockType).context("not a socket")? != SockType::Stream {
+        bail!("not a stream socket (use ListenStream= in the .socket unit)");
+    }
+    if !getsockopt(&fd, sockopt::AcceptConn).context("getsockopt SO_ACCEPTCONN")? {
+        bail!("the socket is not listening (Accept=no is required)");
+    }
+    let family = getsockname::<SockaddrStorage>(std::os::fd::AsRawFd::as_raw_fd(&fd))
+        .context("getsockname")?
+        .family();
+    match family {
+        Some(AddressFamily::Unix) => {
+            let l = std::os::unix::net::UnixListener::from(fd);
+            l.set_nonblocking(true)?;
+            let shown = match l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+            {
+                Some(p) => format!("fd://{n} (unix://{})", p.display()),
+                None => format!("fd://{n} (unix)"),
+            };
+            Ok(Bound::Unix(
+                tokio::net::UnixListener::from_std(l)?,
+                shown,
+                None,
+            ))
+        }
+        Some(AddressFamily::Inet | AddressFamily::Inet6) => {
+            let l = std::net::TcpListener::from(fd);
+            l.set_nonblocking(true)?;
+            let local = l.local_addr()?;
+            let l = tokio::net::TcpListener::from_std(l)?;
+            tcp.wrap(l, local, format!("fd://{n} (tcp://{local})"))
+        }
+        other => bail!("unsupported socket family {other:?}"),
+    }
 }
 
 /// The group the unix sockets belong to: `--group` (name or number), or
@@ -241,25 +364,26 @@ async fn socket_is_live(path: &Path) -> bool {
     }
 }
 
-/// Plain TCP serves the API only on loopback: on any other address it
-/// would hand control of the host to whoever can reach the port, and
-/// berthd has no TLS yet.
+/// Binds a TCP listener on `host` (an IP address, `localhost`, or a name
+/// resolved to its first address, as Go's net.Listen does). Whether it may
+/// serve, and with TLS or not, is `TcpBinder`'s business.
 async fn bind_tcp(host: &str, port: u16) -> Result<tokio::net::TcpListener> {
-    let ip: IpAddr = if host == "localhost" {
-        IpAddr::from([127, 0, 0, 1])
-    } else {
-        host.parse().with_context(|| {
-            format!("invalid bind address tcp://{host}:{port}: not an IP address")
-        })?
+    let addr = match host.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) if host == "localhost" => SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port),
+        Err(_) => {
+            let mut found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+                .await
+                .with_context(|| {
+                    format!("invalid bind address tcp://{host}:{port}: cannot resolve {host}")
+                })?
+                .collect();
+            found.sort_by_key(|a| !a.is_ipv4());
+            *found.first().with_context(|| {
+                format!("invalid bind address tcp://{host}:{port}: {host} has no address")
+            })?
+        }
     };
-    if !ip.is_loopback() {
-        bail!(
-            "refusing to serve the API over plain TCP on tcp://{host}:{port}: anyone who can \
-             reach that address would control this host, and TLS is not supported yet; \
-             listen on a unix socket or a loopback address (127.0.0.1) instead"
-        );
-    }
-    let addr = SocketAddr::new(ip, port);
     tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listen on tcp://{addr}"))
@@ -295,21 +419,85 @@ mod tests {
             parse_host("tcp://[::1]:80").unwrap(),
             HostAddr::Tcp("::1".into(), 80)
         );
+        assert_eq!(
+            parse_host("tcp://[::]:2376").unwrap(),
+            HostAddr::Tcp("::".into(), 2376)
+        );
         assert!(parse_host("http://x").is_err());
         assert!(parse_host("unix://relative.sock").is_err());
         assert!(parse_host("tcp://h:notaport").is_err());
-        assert!(parse_host("fd://")
+        assert_eq!(parse_host("fd://").unwrap(), HostAddr::Fd(None));
+        assert_eq!(parse_host("fd://*").unwrap(), HostAddr::Fd(None));
+        assert_eq!(parse_host("fd://4").unwrap(), HostAddr::Fd(Some(4)));
+        assert!(parse_host("fd://x")
             .unwrap_err()
             .to_string()
-            .contains("not supported"));
+            .contains("should be a number"));
+    }
+
+    fn plain() -> TcpPolicy {
+        TcpPolicy {
+            tls: None,
+            insecure_tcp: false,
+        }
     }
 
     #[tokio::test]
     async fn plain_tcp_only_on_loopback() {
-        let err = bind_tcp("0.0.0.0", 0).await.unwrap_err().to_string();
+        let policy = plain();
+        let opts = || ListenOptions {
+            group: None,
+            tcp: &policy,
+        };
+        let mut act = Activation::default();
+        let err = bind_all(&["tcp://0.0.0.0:0".into()], opts(), &mut act)
+            .await
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("refusing"), "{err}");
-        let l = bind_tcp("127.0.0.1", 0).await.unwrap();
+        let bound = bind_all(&["tcp://127.0.0.1:0".into()], opts(), &mut act)
+            .await
+            .unwrap();
+        assert!(matches!(&bound[..], [Bound::Tcp(..)]));
+        let bound = bind_all(&["localhost:0".into()], opts(), &mut act)
+            .await
+            .unwrap();
+        let [Bound::Tcp(l, _)] = &bound[..] else {
+            panic!("not one TCP listener")
+        };
         assert!(l.local_addr().unwrap().ip().is_loopback());
+    }
+
+    #[tokio::test]
+    async fn activated_sockets_are_served_by_family() {
+        let dir = tempfile::tempdir().unwrap();
+        let unix = std::os::unix::net::UnixListener::bind(dir.path().join("s")).unwrap();
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp_addr = tcp.local_addr().unwrap();
+        let open = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let mut act = Activation::for_tests(vec![unix.into(), tcp.into(), open.into()]);
+        let policy = plain();
+        let opts = || ListenOptions {
+            group: None,
+            tcp: &policy,
+        };
+        let bound = bind_all(&["fd://3".into(), "fd://4".into()], opts(), &mut act)
+            .await
+            .unwrap();
+        match &bound[..] {
+            [Bound::Unix(_, a, None), Bound::Tcp(_, b)] => {
+                assert!(a.starts_with("fd://3 (unix://"), "{a}");
+                assert_eq!(b, &format!("fd://4 (tcp://{tcp_addr})"));
+            }
+            _ => panic!("wrong listeners"),
+        }
+        // Plain TCP on all interfaces is refused from systemd too.
+        let err = bind_all(&["fd://5".into()], opts(), &mut act)
+            .await
+            .err()
+            .unwrap();
+        assert!(format!("{err:#}").contains("refusing"), "{err:#}");
     }
 
     #[tokio::test]

@@ -10,6 +10,8 @@ mod logging;
 mod pidfile;
 mod reload;
 mod root_lock;
+mod systemd;
+mod tcp_security;
 
 use std::ffi::OsString;
 use std::os::unix::fs::DirBuilderExt;
@@ -23,14 +25,20 @@ use berth_engine::{Engine, EngineConfig};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::DaemonConfig;
-use crate::listeners::Bound;
+use crate::listeners::{Bound, ListenOptions};
 use crate::pidfile::Pidfile;
 use crate::root_lock::RootLock;
+use crate::systemd::Activation;
+use crate::tcp_security::TcpPolicy;
 
 /// How long in-flight API requests get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
+    // Before anything else (and before any thread exists): take the sockets
+    // systemd passed and clear its variables from the environment.
+    let activation = Activation::take();
+    raise_open_file_limit();
     // Kept for SIGHUP, which reads flags and daemon.json again.
     let argv: Vec<OsString> = std::env::args_os().collect();
     let startup = match config::load(argv.iter().cloned()) {
@@ -50,7 +58,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(anyhow::Error::new(e).context("start the async runtime")),
     };
-    match runtime.block_on(run(startup.config, argv, log)) {
+    match runtime.block_on(run(startup.config, argv, log, activation)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }
@@ -62,7 +70,24 @@ fn fail(e: anyhow::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
-async fn run(config: DaemonConfig, argv: Vec<OsString>, log: logging::LogControl) -> Result<()> {
+/// Raises the soft limit on open files to the hard limit, as Go programs
+/// (dockerd) do at start: every API connection, container log and shim
+/// socket is a descriptor, and the usual soft limit of 1024 is too few.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
+
+async fn run(
+    config: DaemonConfig,
+    argv: Vec<OsString>,
+    log: logging::LogControl,
+    mut activation: Activation,
+) -> Result<()> {
     if config.debug {
         tracing::debug!(?config, "configuration");
     }
@@ -76,7 +101,18 @@ async fn run(config: DaemonConfig, argv: Vec<OsString>, log: logging::LogControl
         .mode(0o700)
         .create(&config.exec_root)
         .with_context(|| format!("create exec root {}", config.exec_root.display()))?;
-    let bound = listeners::bind_all(&config.hosts, config.group.as_deref()).await?;
+    let tcp_policy = TcpPolicy::from_config(&config);
+    let bound = listeners::bind_all(
+        &config.hosts,
+        ListenOptions {
+            group: config.group.as_deref(),
+            tcp: &tcp_policy,
+        },
+        &mut activation,
+    )
+    .await?;
+    // Sockets systemd passed that no -H fd:// serves are closed now.
+    drop(activation);
 
     let engine_config = EngineConfig {
         data_root: config.data_root.clone(),
@@ -126,20 +162,27 @@ async fn run(config: DaemonConfig, argv: Vec<OsString>, log: logging::LogControl
         "Daemon has completed initialization"
     );
 
-    let server = Server::new(berth_api::service(engine.clone()));
+    let limits = berth_api::Limits {
+        max_connections: config.api_max_connections,
+        ..berth_api::Limits::default()
+    };
+    let server = Server::with_limits(berth_api::service(engine.clone()), limits);
     let mut socket_files = Vec::new();
     for b in bound {
         match b {
-            Bound::Unix(l, file) => {
-                server.serve(l, file.to_string());
-                socket_files.push(file);
+            Bound::Unix(l, addr, file) => {
+                server.serve(l, addr);
+                socket_files.extend(file);
             }
             Bound::Tcp(l, addr) => server.serve(l, addr),
+            Bound::Tls(l, addr) => server.serve(l, addr),
         }
     }
+    systemd::notify("READY=1");
 
     let name = serve_signals(&engine, config, &argv, &log).await?;
     tracing::info!("Processing signal '{name}'");
+    systemd::notify("STOPPING=1");
     // Endless streams (events, stats) end first, or they would hold the
     // server for the whole grace period.
     engine.events().close_listeners();
