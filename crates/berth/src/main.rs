@@ -8,6 +8,8 @@ use anyhow::{Context, Result};
 use berth::setup::{self, Request, SetupDriver, Target};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod tls_cli;
+
 #[derive(Parser)]
 #[command(
     name = "berth",
@@ -26,6 +28,19 @@ enum Command {
         #[command(subcommand)]
         command: StorageCommand,
     },
+    /// Certificates for serving the API over TCP with TLS.
+    Tls {
+        #[command(subcommand)]
+        command: TlsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TlsCommand {
+    /// Write a CA, a server certificate and a client certificate (ca.pem,
+    /// ca-key.pem, server-cert.pem, server-key.pem, cert.pem, key.pem), as
+    /// Docker's guide to protecting the daemon socket does with openssl.
+    Generate(tls_cli::GenerateArgs),
 }
 
 #[derive(Subcommand)]
@@ -127,6 +142,9 @@ fn main() -> ExitCode {
         Command::Storage {
             command: StorageCommand::Setup(args),
         } => storage_setup(args),
+        Command::Tls {
+            command: TlsCommand::Generate(args),
+        } => tls_cli::generate(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
