@@ -200,8 +200,25 @@ pub fn validate_host_config(host: &HostConfig) -> Result<()> {
         )));
     }
     if let Some(cpus) = host.cpuset_cpus.as_deref().filter(|c| !c.is_empty()) {
-        if !valid_cpuset(cpus) {
-            return Err(bad(format!("Invalid value {cpus} for cpuset cpus")));
+        let available = host_cpuset("cpus");
+        if !cpuset_available(cpus, available.as_deref())
+            .map_err(|e| bad(format!("Invalid value {cpus} for cpuset cpus: {e}")))?
+        {
+            return Err(bad(format!(
+                "Requested CPUs are not available - requested {cpus}, available: {}",
+                available.unwrap_or_default()
+            )));
+        }
+    }
+    if let Some(mems) = host.cpuset_mems.as_deref().filter(|m| !m.is_empty()) {
+        let available = host_cpuset("mems");
+        if !cpuset_available(mems, available.as_deref())
+            .map_err(|e| bad(format!("Invalid value {mems} for cpuset mems: {e}")))?
+        {
+            return Err(bad(format!(
+                "Requested memory nodes are not available - requested {mems}, available: {}",
+                available.unwrap_or_default()
+            )));
         }
     }
     if host.shm_size.unwrap_or(0) < 0 {
@@ -254,16 +271,61 @@ pub fn validate_host_config(host: &HostConfig) -> Result<()> {
     Ok(())
 }
 
-fn valid_cpuset(s: &str) -> bool {
-    s.split(',').all(|part| {
-        let mut it = part.splitn(2, '-');
-        let a = it.next().and_then(|a| a.parse::<u32>().ok());
-        match (a, it.next()) {
-            (Some(_), None) => true,
-            (Some(a), Some(b)) => b.parse::<u32>().is_ok_and(|b| b >= a),
-            _ => false,
+/// The host's `cpuset.cpus` or `cpuset.mems` (`0-3,6`) from the root cpuset
+/// cgroup, v1 or v2, as dockerd's sysinfo reads it; `None` when there is no
+/// cpuset controller (dockerd then skips the check).
+fn host_cpuset(what: &str) -> Option<String> {
+    [
+        format!("/sys/fs/cgroup/cpuset/cpuset.{what}"),
+        format!("/sys/fs/cgroup/cpuset.{what}.effective"),
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok())
+    .map(|s| s.trim().to_string())
+}
+
+/// Whether every CPU (or memory node) in `requested` is in `available`;
+/// `Err` with dockerd's words when `requested` does not parse.
+fn cpuset_available(requested: &str, available: Option<&str>) -> std::result::Result<bool, String> {
+    let have = available.map(|a| parse_uint_list(a, 0)).transpose()?;
+    // dockerd's bound against `0-9223372036854775807` eating all memory.
+    let max = have
+        .as_ref()
+        .and_then(|h| h.iter().max().copied())
+        .unwrap_or(0)
+        .max(8192);
+    let want = parse_uint_list(requested, max)?;
+    Ok(have.is_none_or(|have| want.is_subset(&have)))
+}
+
+/// dockerd's `parseUintList`: `7`, `1-6`, `0,3-4,7,8-10`; values above
+/// `max` (when not 0) are refused.
+fn parse_uint_list(
+    s: &str,
+    max: u64,
+) -> std::result::Result<std::collections::BTreeSet<u64>, String> {
+    let mut out = std::collections::BTreeSet::new();
+    if s.is_empty() {
+        return Ok(out);
+    }
+    let invalid = || format!("invalid format: {s}");
+    let too_big = |v: u64| max != 0 && v > max;
+    for part in s.split(',') {
+        let (lo, hi) = match part.split_once('-') {
+            Some((lo, hi)) => (lo, hi),
+            None => (part, part),
+        };
+        let lo: u64 = lo.parse().map_err(|_| invalid())?;
+        let hi: u64 = hi.parse().map_err(|_| invalid())?;
+        if hi < lo {
+            return Err(invalid());
         }
-    })
+        if too_big(hi) {
+            return Err(format!("value of out range, maximum is {max}"));
+        }
+        out.extend(lo..=hi);
+    }
+    Ok(out)
 }
 
 /// Parses `-v` bind/volume specs (`src:dst[:opts]`, `name:dst`, `/dst`).
@@ -782,8 +844,17 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("Range of CPUs"));
-        assert!(valid_cpuset("0-1,3"));
-        assert!(!valid_cpuset("1-0"));
+        assert_eq!(cpuset_available("0-1,3", Some("0-3")), Ok(true));
+        assert_eq!(cpuset_available("4", Some("0-3")), Ok(false));
+        assert_eq!(cpuset_available("4", None), Ok(true));
+        assert_eq!(
+            cpuset_available("1-0", Some("0-3")),
+            Err("invalid format: 1-0".to_string())
+        );
+        assert_eq!(
+            cpuset_available("0-9223372036854775807", Some("0-3")),
+            Err("value of out range, maximum is 8192".to_string())
+        );
     }
 
     #[test]
