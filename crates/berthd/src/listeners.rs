@@ -152,9 +152,15 @@ pub async fn bind_all(
                 bound.push(Bound::Unix(l, file.to_string(), Some(file)));
             }
             HostAddr::Tcp(host, port) => {
-                let l = bind_tcp(host, *port).await?;
+                // Refused before binding: an address berthd will not serve
+                // is never open, not even for a moment.
+                let addr = resolve_tcp(host, *port).await?;
+                tcp.policy.check(addr, &format!("tcp://{addr}"))?;
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listen on tcp://{addr}"))?;
                 let local = l.local_addr()?;
-                bound.push(tcp.wrap(l, local, format!("tcp://{local}"))?);
+                bound.push(tcp.wrap(l, format!("tcp://{local}"))?);
             }
             HostAddr::Fd(which) => {
                 for (n, fd) in activation.claim(*which)? {
@@ -169,21 +175,16 @@ pub async fn bind_all(
     Ok(bound)
 }
 
-/// Puts TLS (built once, at the first TCP listener) and the loopback rule
-/// on TCP listeners.
+/// TCP's policy, and TLS for its listeners (built once, at the first).
 struct TcpBinder<'a> {
     policy: &'a TcpPolicy,
     tls: Option<Arc<TlsServerConfig>>,
 }
 
 impl TcpBinder<'_> {
-    fn wrap(
-        &mut self,
-        l: tokio::net::TcpListener,
-        local: SocketAddr,
-        shown: String,
-    ) -> Result<Bound> {
-        self.policy.check(local, &shown)?;
+    /// The listener as it will serve: TLS-wrapped when TLS is on. The
+    /// address must have passed `TcpPolicy::check`.
+    fn wrap(&mut self, l: tokio::net::TcpListener, shown: String) -> Result<Bound> {
         if self.tls.is_none() {
             self.tls = self.policy.server_config()?;
         }
@@ -237,8 +238,9 @@ fn adopt_fd(n: RawFd, fd: OwnedFd, tcp: &mut TcpBinder<'_>) -> Result<Bound> {
             let l = std::net::TcpListener::from(fd);
             l.set_nonblocking(true)?;
             let local = l.local_addr()?;
-            let l = tokio::net::TcpListener::from_std(l)?;
-            tcp.wrap(l, local, format!("fd://{n} (tcp://{local})"))
+            let shown = format!("fd://{n} (tcp://{local})");
+            tcp.policy.check(local, &shown)?;
+            tcp.wrap(tokio::net::TcpListener::from_std(l)?, shown)
         }
         other => bail!("unsupported socket family {other:?}"),
     }
@@ -364,29 +366,26 @@ async fn socket_is_live(path: &Path) -> bool {
     }
 }
 
-/// Binds a TCP listener on `host` (an IP address, `localhost`, or a name
-/// resolved to its first address, as Go's net.Listen does). Whether it may
-/// serve, and with TLS or not, is `TcpBinder`'s business.
-async fn bind_tcp(host: &str, port: u16) -> Result<tokio::net::TcpListener> {
-    let addr = match host.parse::<IpAddr>() {
-        Ok(ip) => SocketAddr::new(ip, port),
-        Err(_) if host == "localhost" => SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port),
-        Err(_) => {
-            let mut found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-                .await
-                .with_context(|| {
-                    format!("invalid bind address tcp://{host}:{port}: cannot resolve {host}")
-                })?
-                .collect();
-            found.sort_by_key(|a| !a.is_ipv4());
-            *found.first().with_context(|| {
-                format!("invalid bind address tcp://{host}:{port}: {host} has no address")
-            })?
-        }
-    };
-    tokio::net::TcpListener::bind(addr)
+/// The address `-H tcp://host:port` binds: an IP address, `localhost`, or a
+/// name resolved to its first address (IPv4 first), as Go's net.Listen does.
+async fn resolve_tcp(host: &str, port: u16) -> Result<SocketAddr> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    if host == "localhost" {
+        return Ok(SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port));
+    }
+    let mut found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
-        .with_context(|| format!("listen on tcp://{addr}"))
+        .with_context(|| {
+            format!("invalid bind address tcp://{host}:{port}: cannot resolve {host}")
+        })?
+        .collect();
+    found.sort_by_key(|a| !a.is_ipv4());
+    found
+        .first()
+        .copied()
+        .with_context(|| format!("invalid bind address tcp://{host}:{port}: {host} has no address"))
 }
 
 #[cfg(test)]
