@@ -1,7 +1,8 @@
 //! `ZfsPool`: a ZFS pool on a sparse file for one test, on kernel ZFS or on
-//! zfs-fuse — started here when no ZFS answers ([`ZfsService`]), and stopped
+//! zfs-fuse — started here when no ZFS answers ([`ZfsService`]), stopped
 //! once the last user in this process is gone and no other pool exists.
-//! Drop destroys the pool and deletes the file. Also `zfs list -t all`.
+//! Mounts take berth's host-wide zfs-fuse mount lock ([`with_mount_lock`]).
+//! Drop destroys the pool and deletes the file.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,26 @@ static SERVICE: Mutex<Service> = Mutex::new(Service {
     users: 0,
     started: None,
 });
+
+/// The lock berth's zfs driver takes around every mount on zfs-fuse
+/// (`berth_storage::drivers::zfs::FUSE_MOUNT_LOCK`; the path must match).
+/// zfs-fuse deadlocks all its mounts for good when two mounts happen at
+/// once, so tests that make pools or mounted datasets in parallel (or while
+/// a berthd mounts layers) take it too.
+pub const FUSE_MOUNT_LOCK: &str = "/run/lock/berth-zfs-fuse-mount.lock";
+
+/// Runs `mount` holding [`FUSE_MOUNT_LOCK`].
+pub fn with_mount_lock<T>(mount: impl FnOnce() -> T) -> io::Result<T> {
+    std::fs::create_dir_all("/run/lock")?;
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(FUSE_MOUNT_LOCK)?;
+    let _held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| io::Error::from(e))?;
+    Ok(mount())
+}
 
 fn run(program: &str, args: &[&str]) -> io::Result<String> {
     let out = Command::new(program)
@@ -166,18 +187,20 @@ impl ZfsPool {
         let (image_text, mount_text) = (path_str(&image)?, path_str(&mount_point)?);
         // cachefile=none: a pool a killed test leaves is not imported again
         // the next time zfs-fuse starts.
-        run(
-            "zpool",
-            &[
-                "create",
-                "-o",
-                "cachefile=none",
-                "-m",
-                mount_text,
-                &name,
-                image_text,
-            ],
-        )?;
+        with_mount_lock(|| {
+            run(
+                "zpool",
+                &[
+                    "create",
+                    "-o",
+                    "cachefile=none",
+                    "-m",
+                    mount_text,
+                    &name,
+                    image_text,
+                ],
+            )
+        })??;
         Ok(ZfsPool {
             name,
             image,
@@ -210,7 +233,8 @@ impl ZfsPool {
             args.extend(["-o", p]);
         }
         args.push(&full);
-        run("zfs", &args)?;
+        // Mounted at once unless a property says otherwise.
+        with_mount_lock(|| run("zfs", &args))??;
         Ok(full)
     }
 
@@ -290,6 +314,35 @@ impl Drop for ZfsPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether a mount answers within a few seconds (a hung FUSE request
+    /// only yields to SIGKILL).
+    fn answers(dir: &Path) -> bool {
+        Command::new("timeout")
+            .args(["-s", "KILL", "5", "mkdir"])
+            .arg(dir.join("probe"))
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    #[test]
+    fn pools_made_in_parallel_stay_mounted_and_answer() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        // Without the mount lock this hung zfs-fuse within a few rounds.
+        for _ in 0..4 {
+            let threads: Vec<_> = (0..3)
+                .map(|_| std::thread::spawn(|| ZfsPool::with_size_mib(256).unwrap()))
+                .collect();
+            let pools: Vec<ZfsPool> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+            for pool in &pools {
+                assert!(answers(pool.path()), "{} does not answer", pool.name());
+            }
+        }
+    }
 
     #[test]
     fn pool_comes_and_goes() {

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use self::qgroup::QuotaState;
 use super::vfs::list_dir_names;
-use super::{fsinfo, parse_size, unknown_option, DriverOptions, FsMagic};
+use super::{fsinfo, human_size, parse_size, unknown_option, DriverOptions, FsMagic};
 use crate::archive;
 use crate::driver::{Driver, RwLayerOpts, Usage};
 use crate::error::{Result, StorageError};
@@ -30,32 +30,6 @@ pub struct Btrfs {
     default_size: Option<u64>,
     /// Quota as last seen or set; the lock also makes enabling happen once.
     quota: Mutex<QuotaState>,
-}
-
-/// A byte count as dockerd prints sizes in messages (go-units HumanSize:
-/// decimal units, four significant digits).
-fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    let integer_digits = if value < 10.0 {
-        1
-    } else if value < 100.0 {
-        2
-    } else {
-        3
-    };
-    let text = format!("{value:.*}", 4 - integer_digits);
-    let text = if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        &text
-    };
-    format!("{text}{}", UNITS[unit])
 }
 
 fn errno(e: nix::errno::Errno) -> std::io::Error {
@@ -361,20 +335,5 @@ impl Driver for Btrfs {
 
     fn cleanup(&self) -> Result<()> {
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::human_size;
-
-    #[test]
-    fn sizes_read_as_dockerd_prints_them() {
-        assert_eq!(human_size(0), "0B");
-        assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(20 * 1024 * 1024), "20.97MB");
-        assert_eq!(human_size(30 * 1024 * 1024), "31.46MB");
-        assert_eq!(human_size(1_000_000_000), "1GB");
-        assert_eq!(human_size(10 * 1024 * 1024 * 1024), "10.74GB");
     }
 }

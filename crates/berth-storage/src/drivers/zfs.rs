@@ -7,6 +7,8 @@
 mod cli;
 mod mounting;
 
+pub use self::mounting::{with_fuse_mount_lock, FUSE_MOUNT_LOCK};
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 

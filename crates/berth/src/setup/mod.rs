@@ -372,6 +372,20 @@ impl Plan {
     /// Runs the steps in order, printing each to `log` as it starts. When
     /// one fails, what the earlier ones did is undone, last first.
     pub fn execute(&self, log: &mut dyn Write) -> Result<(), SetupError> {
+        if self.driver != SetupDriver::Zfs {
+            return self.run_steps(log);
+        }
+        // `zfs create` mounts the data root; zfs-fuse must never mount two
+        // datasets at once (see the zfs driver's FUSE_MOUNT_LOCK).
+        berth_storage::drivers::zfs::with_fuse_mount_lock(|| self.run_steps(log)).map_err(|e| {
+            SetupError::Refused(format!(
+                "cannot take {}: {e}",
+                berth_storage::drivers::zfs::FUSE_MOUNT_LOCK
+            ))
+        })?
+    }
+
+    fn run_steps(&self, log: &mut dyn Write) -> Result<(), SetupError> {
         let _ = writeln!(log, "{}", self.summary);
         let mut done = Vec::new();
         for (i, step) in self.steps.iter().enumerate() {

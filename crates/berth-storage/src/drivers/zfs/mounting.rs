@@ -1,14 +1,41 @@
 //! How a layer dataset (kept at `mountpoint=legacy`) gets mounted, chosen
 //! once when the driver opens: kernel ZFS mounts it with mount(2) as dockerd
 //! does; zfs-fuse has no `mount -t zfs`, so there the dataset's `mountpoint`
-//! property is pointed at the directory for the time it is in use.
+//! property is pointed at the directory for the time it is in use, one
+//! mount at a time host-wide ([`FUSE_MOUNT_LOCK`]).
 
+use std::fs::File;
 use std::path::Path;
 
+use rustix::fs::FlockOperation;
 use rustix::mount::{MountFlags, UnmountFlags};
 
 use super::cli;
 use crate::error::{Result, StorageError};
+
+/// A host-wide lock every berth process (and berth's test fixtures) holds
+/// while it makes zfs-fuse mount a dataset. zfs-fuse hands each new mount to
+/// its FUSE threads with two writes to one pipe; two mounts at once
+/// interleave them, and the thread reading the pipe then waits forever
+/// holding the lock all others need, so every zfs-fuse mount hangs until
+/// the daemon is killed (`fuse_listener.c`, `zfsfuse_newfs`/`new_fs`).
+pub const FUSE_MOUNT_LOCK: &str = "/run/lock/berth-zfs-fuse-mount.lock";
+
+/// Runs `mount` holding [`FUSE_MOUNT_LOCK`] (an exclusive `flock`).
+pub fn with_fuse_mount_lock<T>(mount: impl FnOnce() -> T) -> std::io::Result<T> {
+    let path = Path::new(FUSE_MOUNT_LOCK);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    rustix::fs::flock(&file, FlockOperation::LockExclusive)?;
+    // The lock goes when `file` closes, after `mount` returns.
+    Ok(mount())
+}
 
 /// Mounts and unmounts one dataset on one directory.
 pub(super) trait DatasetMounter: Send + Sync {
@@ -70,7 +97,9 @@ impl DatasetMounter for PropertyMount {
             ))
         })?;
         let set = format!("mountpoint={target_text}");
-        if let Err(e) = cli::zfs(&["set", &set, dataset]) {
+        let result = with_fuse_mount_lock(|| cli::zfs(&["set", &set, dataset]))
+            .map_err(|e| StorageError::at(FUSE_MOUNT_LOCK, "lock", e))?;
+        if let Err(e) = result {
             let _ = cli::zfs(&["set", "mountpoint=legacy", dataset]);
             return Err(e.into());
         }
