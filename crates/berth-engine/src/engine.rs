@@ -48,7 +48,7 @@ pub struct Engine {
     pub(crate) images: ImageStore,
     pub(crate) events: EventBus,
     pub(crate) volumes: crate::volumes::VolumeStore,
-    pub(crate) networks: crate::networks::BuiltinNetworks,
+    pub(crate) networks: crate::networks::Networking,
     pub(crate) containers: ContainerStore,
     pub(crate) execs: ExecStore,
     pub(crate) runtime: Runtime,
@@ -66,6 +66,15 @@ impl Engine {
     /// picks or checks the storage driver, reconciles half-made layers and
     /// loads the image store. Blocking; call before serving.
     pub fn open(config: EngineConfig) -> Result<Arc<Engine>> {
+        Self::open_with_network(config, None)
+    }
+
+    /// [`Engine::open`] with bridge networking configured (berthd); without
+    /// it containers get a namespace with loopback only.
+    pub fn open_with_network(
+        config: EngineConfig,
+        network: Option<crate::networks::NetworkConfig>,
+    ) -> Result<Arc<Engine>> {
         std::fs::create_dir_all(&config.data_root)
             .map_err(|e| EngineError::io(format!("create {}", config.data_root.display()), e))?;
         std::fs::create_dir_all(&config.exec_root)
@@ -79,7 +88,8 @@ impl Engine {
         let layers = LayerStore::open(&config.data_root, driver.clone())?;
         let images = ImageStore::open(&config.data_root)?;
         let volumes = crate::volumes::VolumeStore::open(&config.data_root)?;
-        let networks = crate::networks::BuiltinNetworks::open(&config.data_root)?;
+        let networks =
+            crate::networks::Networking::open(&config.data_root, &config.exec_root, network)?;
         let runtime = Runtime::new(RuntimeConfig {
             runtimes: config.runtimes.clone(),
             default_runtime: config.default_runtime.clone(),
@@ -150,6 +160,7 @@ impl Engine {
     /// containers keep running under their shims (live restore).
     pub fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
+        self.networks.shutdown();
         if let Err(e) = self.driver.cleanup() {
             tracing::warn!("storage driver cleanup: {e}");
         }

@@ -187,6 +187,10 @@ pub struct Flags {
         value_name = "N"
     )]
     pub api_max_connections: Option<usize>,
+
+    /// Bridge networking (`--bridge`, `--bip`, ...).
+    #[command(flatten)]
+    pub network: crate::network_flags::NetworkFlags,
 }
 
 /// A runtime of daemon.json's `runtimes` map.
@@ -236,6 +240,9 @@ pub struct DaemonConfig {
     pub insecure_tcp: bool,
     /// The cap on open API connections.
     pub api_max_connections: usize,
+    /// Bridge networking, read by `network_flags` (not by this struct's serde).
+    #[serde(skip)]
+    pub network: crate::network_flags::NetworkSettings,
 }
 
 impl Default for DaemonConfig {
@@ -264,6 +271,7 @@ impl Default for DaemonConfig {
             tlskey: None,
             insecure_tcp: false,
             api_max_connections: berth_api::Limits::default().max_connections,
+            network: Default::default(),
         }
     }
 }
@@ -334,11 +342,14 @@ fn merge(
     matches: &ArgMatches,
     file: Option<Map<String, Value>>,
 ) -> Result<DaemonConfig> {
-    let file = file.unwrap_or_default();
+    let mut file = file.unwrap_or_default();
     check_directives(&file, matches)?;
+    let network = crate::network_flags::take_from_file(&mut file)?;
     let mut config: DaemonConfig =
         serde_json::from_value(Value::Object(file)).context("invalid JSON")?;
     flags.apply(&mut config);
+    config.network = network;
+    flags.network.apply(&mut config.network)?;
     Ok(config)
 }
 
@@ -498,6 +509,7 @@ impl Flags {
 }
 
 fn validate(config: &DaemonConfig) -> Result<()> {
+    config.network.engine_config()?;
     for (name, entry) in &config.runtimes {
         if name.is_empty() || entry.path.as_os_str().is_empty() {
             bail!("runtime name and path must not be empty: {name:?}");

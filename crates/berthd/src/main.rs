@@ -7,6 +7,7 @@ mod config;
 mod dump;
 mod listeners;
 mod logging;
+mod network_flags;
 mod pidfile;
 mod reload;
 mod root_lock;
@@ -146,8 +147,9 @@ async fn run(
                 .join(", ")
         );
     }
+    let network = config.network.engine_config()?;
     let engine = tokio::task::spawn_blocking(move || -> Result<Arc<Engine>> {
-        let engine = Engine::open(engine_config)?;
+        let engine = Engine::open_with_network(engine_config, Some(network))?;
         // Create the persistent ID now rather than racing on the first /info.
         engine.engine_id()?;
         Ok(engine)

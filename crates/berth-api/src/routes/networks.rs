@@ -1,14 +1,12 @@
 //! Network endpoints: list, inspect, create, remove, connect, disconnect,
-//! prune. berth has dockerd's three pre-defined networks only (the engine
-//! refuses the rest in its own words); this family's per-version quirks
-//! and response shapes are at the bottom.
+//! prune (pre-defined and user-defined bridge networks); this family's
+//! per-version quirks and response shapes are at the bottom.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
-use berth_engine::ErrorKind;
 use bollard_stubs::models::{
     NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
 };
@@ -120,23 +118,25 @@ async fn connect(
     JsonBody(req): JsonBody<NetworkConnectRequest>,
 ) -> Result<Response, ApiError> {
     let req = req.unwrap_or_default();
-    state.engine.connect_network(&id, &req.container).await?;
+    state
+        .engine
+        .connect_network(&id, &req.container, req.endpoint_config)
+        .await?;
     Ok(StatusCode::OK.into_response())
 }
 
-/// `POST /networks/{id}/disconnect`: the engine has no disconnect yet; an
-/// unknown network is still a 404, everything else a 501.
+/// `POST /networks/{id}/disconnect`.
 async fn disconnect(
     State(state): State<AppState>,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<NetworkDisconnectRequest>,
 ) -> Result<Response, ApiError> {
-    let _ = req;
-    state.engine.inspect_network(&id).await?;
-    Err(ApiError::new(
-        ErrorKind::NotImplemented,
-        "disconnecting containers from networks is not implemented yet",
-    ))
+    let req = req.unwrap_or_default();
+    state
+        .engine
+        .disconnect_network(&id, &req.container, req.force.unwrap_or(false))
+        .await?;
+    Ok(StatusCode::OK.into_response())
 }
 
 /// `POST /networks/prune?filters=`.

@@ -252,15 +252,7 @@ pub fn validate_host_config(host: &HostConfig) -> Result<()> {
             ));
         }
     }
-    if let Some(mode) = host.network_mode.as_deref() {
-        match mode {
-            "" | "default" | "bridge" | "host" | "none" => {}
-            m if m.starts_with("container:") => {}
-            other => {
-                return Err(EngineError::NotFound(format!("network {other} not found")));
-            }
-        }
-    }
+    // Network modes naming networks are checked by `plan_networks`.
     if let Some(opts) = &host.storage_opt {
         for key in opts.keys() {
             if key != "size" {
@@ -603,6 +595,7 @@ impl Engine {
         name: Option<String>,
         body: ContainerCreateBody,
     ) -> Result<ContainerCreateResponse> {
+        let networking = body.networking_config.clone();
         let (mut config, host) = split_body(body);
         let image_name = config.image.clone().unwrap_or_default();
         if image_name.is_empty() {
@@ -610,6 +603,7 @@ impl Engine {
         }
         let image = self.images.resolve(&image_name)?;
         validate_host_config(&host)?;
+        let networks = self.plan_networks(&host, networking.as_ref())?;
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => validate_name(&n)?,
             None => format!("/{}", generate_name(&self.containers)),
@@ -699,6 +693,10 @@ impl Engine {
             self.discard_container(&container).await;
             return Err(e);
         }
+        if let Err(e) = self.adopt_networks(&container.id, networks) {
+            self.discard_container(&container).await;
+            return Err(e);
+        }
         let handle = ContainerHandle::new(container.clone());
         if let Err(e) = self.containers.insert(handle) {
             self.discard_container(&container).await;
@@ -775,6 +773,7 @@ impl Engine {
 
     /// Undoes a half-made container: volumes, layer, files.
     pub(crate) async fn discard_container(self: &Arc<Self>, c: &Container) {
+        self.forget_networks(&c.id).await;
         for m in &c.mounts {
             if let (Some(name), "volume") = (&m.name, m.kind.as_str()) {
                 if !m.source.as_os_str().is_empty() {

@@ -151,12 +151,14 @@ impl Engine {
             size_root_fs: sizes.map(|s| s.1),
             mounts: Some(mount_points(&c)),
             config: Some(c.config.clone()),
-            network_settings: Some(NetworkSettings {
-                sandbox_id: Some(String::new()),
-                sandbox_key: Some(String::new()),
-                ports: Some(HashMap::new()),
-                networks: Some(endpoints(&c)),
-            }),
+            network_settings: Some(self.network_settings(&c).unwrap_or_else(|| {
+                NetworkSettings {
+                    sandbox_id: Some(String::new()),
+                    sandbox_key: Some(String::new()),
+                    ports: Some(HashMap::new()),
+                    networks: Some(endpoints(&c)),
+                }
+            })),
             ..Default::default()
         })
     }
@@ -291,7 +293,7 @@ impl Engine {
                 image_id: Some(c.image_id.clone()),
                 command: Some(command),
                 created: Some(c.created.timestamp()),
-                ports: Some(Vec::new()),
+                ports: Some(self.port_summaries(&c)),
                 size_rw: sizes.map(|s| s.0),
                 size_root_fs: sizes.map(|s| s.1),
                 labels: Some(labels),
@@ -302,7 +304,11 @@ impl Engine {
                     annotations: None,
                 }),
                 network_settings: Some(ContainerSummaryNetworkSettings {
-                    networks: Some(endpoints(&c)),
+                    networks: Some(
+                        self.network_settings(&c)
+                            .and_then(|n| n.networks)
+                            .unwrap_or_else(|| endpoints(&c)),
+                    ),
                 }),
                 mounts: Some(mount_points(&c)),
                 ..Default::default()

@@ -107,6 +107,10 @@ impl Engine {
             _ => {}
         }
         let network = self.network_for(&c)?;
+        let network = match self.sandbox_up(&c, network).await {
+            Ok(n) => n,
+            Err(e) => return Err(self.start_failed(handle, e).await),
+        };
         let engine = Arc::clone(self);
         let task_c = c.clone();
         let created = tokio::task::spawn_blocking(move || engine.create_task(&task_c, network))
@@ -182,6 +186,7 @@ impl Engine {
             let _ = engine.layers.unmount_rw(&id);
         })
         .await;
+        self.sandbox_down(&handle.id).await;
         let msg = err.to_string();
         let code = if msg.contains("executable file not found")
             || msg.contains("no such file or directory")
@@ -369,6 +374,7 @@ impl Engine {
             }
         })
         .await;
+        self.sandbox_down(&handle.id).await;
         handle.set_hub(None);
         let (record, restart) = {
             let mut r = handle.lock();
@@ -700,6 +706,7 @@ impl Engine {
         c: &Container,
         volumes: bool,
     ) -> Result<()> {
+        self.forget_networks(&c.id).await;
         let engine = Arc::clone(self);
         let id = c.id.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
@@ -811,6 +818,7 @@ impl Engine {
                 }
             }
         }
+        self.restore_networking().await;
         for handle in to_start {
             if let Err(e) = self.start_handle(&handle).await {
                 tracing::warn!("starting {} for its restart policy: {e}", handle.id);

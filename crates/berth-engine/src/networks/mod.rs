@@ -1,26 +1,45 @@
-//! Networks as the Engine API shows them. For now only dockerd's three
-//! pre-defined networks exist — `bridge`, `host` and `none` — with IDs made
-//! once per data root and kept in `<data-root>/network/ids.json`. Creating,
-//! connecting and removing networks waits for bridge networking.
+//! Networks: dockerd's pre-defined `bridge`, `host` and `none`, and
+//! user-defined bridge networks. This module holds the engine's networking
+//! state (networks, container endpoints, held ports, DNS servers) and the
+//! host-side set-up; `api` serves the /networks endpoints, `sandbox` plumbs
+//! containers in and out. Without a [`NetworkConfig`] (engine unit tests)
+//! there is no bridge networking and containers get loopback only.
+
+mod api;
+mod bridge;
+pub mod config;
+mod dns;
+mod etc_files;
+mod firewall;
+mod ipam;
+mod netlink;
+mod netns;
+mod ports;
+mod sandbox;
+mod store;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
-use std::sync::Arc;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use bollard_stubs::models::{
-    ConfigReference, Ipam, NetworkCreateRequest, NetworkCreateResponse, NetworkInspect,
-    NetworkPruneResponse, NetworkSummary,
-};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
+use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Engine;
+pub use config::{AddressPool, NetworkConfig};
+
 use crate::error::{EngineError, Result};
-use crate::filters::Filters;
+use firewall::{BridgeRules, Firewall, PortRule, Ruleset};
+use store::{Attachments, NetworkRecord, Store};
 
 /// The pre-defined networks, in the order `docker network ls` lists them
 /// once sorted by the CLI: (name, driver).
 const PREDEFINED: [(&str, &str); 3] = [("bridge", "bridge"), ("host", "host"), ("none", "null")];
+
+fn is_predefined(name: &str) -> bool {
+    PREDEFINED.iter().any(|(n, _)| *n == name)
+}
 
 /// What berth keeps about one pre-defined network.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -29,352 +48,312 @@ struct Identity {
     created: DateTime<Utc>,
 }
 
-/// The pre-defined networks and their stable identities.
-pub struct BuiltinNetworks {
-    ids: BTreeMap<String, Identity>,
+/// The pre-defined networks' stable identities (`network/ids.json`).
+fn open_identities(data_root: &Path) -> Result<BTreeMap<String, Identity>> {
+    let dir = data_root.join("network");
+    let path = dir.join("ids.json");
+    let mut ids: BTreeMap<String, Identity> = match std::fs::read(&path) {
+        Ok(data) => serde_json::from_slice(&data)
+            .map_err(|e| EngineError::Internal(format!("corrupt {}: {e}", path.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+        Err(e) => return Err(EngineError::io(format!("read {}", path.display()), e)),
+    };
+    let mut changed = false;
+    for (name, _) in PREDEFINED {
+        ids.entry(name.to_string()).or_insert_with(|| {
+            changed = true;
+            Identity {
+                id: berth_storage::random_id(),
+                created: Utc::now(),
+            }
+        });
+    }
+    if changed {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| EngineError::io(format!("create {}", dir.display()), e))?;
+        berth_storage::atomic::write_json(&path, &ids)?;
+    }
+    Ok(ids)
 }
 
-impl BuiltinNetworks {
-    /// Loads the identities, making (and persisting) the missing ones.
-    pub fn open(data_root: &Path) -> Result<BuiltinNetworks> {
-        let dir = data_root.join("network");
-        let path = dir.join("ids.json");
-        let mut ids: BTreeMap<String, Identity> = match std::fs::read(&path) {
-            Ok(data) => serde_json::from_slice(&data)
-                .map_err(|e| EngineError::Internal(format!("corrupt {}: {e}", path.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(EngineError::io(format!("read {}", path.display()), e)),
-        };
-        let mut changed = false;
-        for (name, _) in PREDEFINED {
-            ids.entry(name.to_string()).or_insert_with(|| {
-                changed = true;
-                Identity {
-                    id: berth_storage::random_id(),
-                    created: Utc::now(),
-                }
-            });
-        }
-        if changed {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| EngineError::io(format!("create {}", dir.display()), e))?;
-            berth_storage::atomic::write_json(&path, &ids)?;
-        }
-        Ok(BuiltinNetworks { ids })
-    }
+/// Whether the default bridge was made by berth (and so is berth's to
+/// delete), kept across restarts in `network/default-bridge.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct DefaultBridgeMark {
+    name: String,
+    owned: bool,
+}
 
-    fn all(&self) -> Vec<NetworkInspect> {
-        PREDEFINED
-            .iter()
-            .filter_map(|(name, driver)| {
-                let ident = self.ids.get(*name)?;
-                Some(describe(name, driver, ident))
-            })
+/// The mutable networking state, behind one lock that is never held
+/// across an await or a kernel round trip longer than an allocation.
+#[derive(Default)]
+pub(crate) struct State {
+    /// Bridge networks by ID, the default one included.
+    networks: BTreeMap<String, NetworkRecord>,
+    /// Containers' endpoints and sandboxes by container ID.
+    containers: HashMap<String, Attachments>,
+    ports: ports::PortTable,
+    dns: HashMap<String, dns::DnsServer>,
+}
+
+impl State {
+    /// Addresses in use on a network.
+    fn taken(&self, network: &str) -> std::collections::BTreeSet<Ipv4Addr> {
+        self.containers
+            .values()
+            .filter_map(|a| a.endpoints.get(network))
+            .filter_map(|e| e.active.as_ref().map(|x| x.ip))
             .collect()
     }
-}
 
-/// The inspect shape of a pre-defined network, as dockerd fills it for a
-/// host without user-defined networks.
-fn describe(name: &str, driver: &str, ident: &Identity) -> NetworkInspect {
-    let mut options = HashMap::new();
-    if name == "bridge" {
-        options.insert(
-            "com.docker.network.bridge.default_bridge".to_string(),
-            "true".to_string(),
-        );
-    }
-    NetworkInspect {
-        name: Some(name.to_string()),
-        id: Some(ident.id.clone()),
-        created: Some(ident.created.to_rfc3339_opts(SecondsFormat::Nanos, true)),
-        scope: Some("local".into()),
-        driver: Some(driver.to_string()),
-        enable_ipv4: Some(name == "bridge"),
-        enable_ipv6: Some(false),
-        ipam: Some(Ipam {
-            driver: Some("default".into()),
-            config: Some(Vec::new()),
-            options: None,
-        }),
-        internal: Some(false),
-        attachable: Some(false),
-        ingress: Some(false),
-        config_from: Some(ConfigReference {
-            network: Some(String::new()),
-        }),
-        config_only: Some(false),
-        options: Some(options),
-        labels: Some(HashMap::new()),
-        peers: None,
-        containers: Some(HashMap::new()),
-        services: None,
-        status: None,
-    }
-}
-
-fn summary(n: NetworkInspect) -> NetworkSummary {
-    NetworkSummary {
-        name: n.name,
-        id: n.id,
-        created: n.created,
-        scope: n.scope,
-        driver: n.driver,
-        enable_ipv4: n.enable_ipv4,
-        enable_ipv6: n.enable_ipv6,
-        ipam: n.ipam,
-        internal: n.internal,
-        attachable: n.attachable,
-        ingress: n.ingress,
-        config_from: n.config_from,
-        config_only: n.config_only,
-        options: n.options,
-        labels: n.labels,
-        peers: n.peers,
-    }
-}
-
-fn is_predefined(name: &str) -> bool {
-    PREDEFINED.iter().any(|(n, _)| *n == name)
-}
-
-/// dockerd's `Args.Match`: an exact value, or a regular expression that
-/// matches somewhere in `value`.
-fn matches_pattern(patterns: &[String], value: &str) -> bool {
-    patterns.iter().any(|p| {
-        p == value
-            || regex::Regex::new(p)
-                .map(|re| re.is_match(value))
-                .unwrap_or(false)
-    })
-}
-
-/// A parsed network list filter (`driver`, `id`, `name`, `type`, `label`,
-/// `scope`, `dangling`), validated as dockerd validates it.
-struct NetworkFilter<'a> {
-    filters: &'a Filters,
-    /// `Some(true)`: only unused user networks; `Some(false)`: only used or
-    /// pre-defined ones.
-    dangling: Option<bool>,
-    /// `inspect` looks a term up by ID or name through the `id` filter.
-    id_matches_name: bool,
-}
-
-impl<'a> NetworkFilter<'a> {
-    fn new(filters: &'a Filters) -> Result<NetworkFilter<'a>> {
-        filters.validate(&["dangling", "driver", "id", "label", "name", "scope", "type"])?;
-        let dangling = match filters.get("dangling") {
-            [] => None,
-            [one] => match one.as_str() {
-                "1" | "true" => Some(true),
-                "0" | "false" => Some(false),
-                _ => {
-                    return Err(EngineError::InvalidParameter(
-                        r#"invalid value for filter 'dangling', must be "true" (or "1"), or "false" (or "0")"#
-                            .into(),
-                    ))
-                }
-            },
-            _ => {
-                return Err(EngineError::InvalidParameter(
-                    r#"got more than one value for filter key "dangling""#.into(),
-                ))
-            }
-        };
-        for t in filters.get("type") {
-            if t != "builtin" && t != "custom" {
-                return Err(EngineError::InvalidParameter(format!(
-                    "invalid filter: 'type'='{t}'"
-                )));
-            }
-        }
-        Ok(NetworkFilter {
-            filters,
-            dangling,
-            id_matches_name: false,
-        })
-    }
-
-    fn matches(&self, n: &NetworkInspect) -> bool {
-        let f = self.filters;
-        let name = n.name.as_deref().unwrap_or_default();
-        let id = n.id.as_deref().unwrap_or_default();
-        let driver = n.driver.as_deref().unwrap_or_default();
-        let scope = n.scope.as_deref().unwrap_or_default();
-        let labels = n.labels.clone().unwrap_or_default();
-        if f.contains("driver") && !f.get("driver").iter().any(|d| d == driver) {
-            return false;
-        }
-        if f.contains("name") && !matches_pattern(f.get("name"), name) {
-            return false;
-        }
-        if f.contains("id")
-            && !matches_pattern(f.get("id"), id)
-            && !(self.id_matches_name && matches_pattern(f.get("id"), name))
-        {
-            return false;
-        }
-        if !f.match_labels("label", |k| labels.get(k).map(String::as_str)) {
-            return false;
-        }
-        if f.contains("scope") && !f.get("scope").iter().any(|s| s == scope) {
-            return false;
-        }
-        let attached = n.containers.as_ref().is_some_and(|c| !c.is_empty());
-        match self.dangling {
-            Some(true) if is_predefined(name) || attached => return false,
-            Some(false) if !(is_predefined(name) || attached) => return false,
-            _ => {}
-        }
-        // dockerd decides on the first `type` value it understands.
-        if let Some(t) = f.get("type").first() {
-            let builtin = is_predefined(name);
-            if (t == "builtin") != builtin {
-                return false;
-            }
-        }
-        true
-    }
-}
-
-impl Engine {
-    /// `GET /networks?filters=`.
-    pub async fn list_networks(self: &Arc<Self>, filters: &Filters) -> Result<Vec<NetworkSummary>> {
-        let filter = NetworkFilter::new(filters)?;
-        Ok(self
+    fn ruleset(&self) -> Ruleset {
+        let bridges = self
             .networks
-            .all()
-            .into_iter()
-            .filter(|n| filter.matches(n))
-            .map(summary)
-            .collect())
-    }
-
-    /// `GET /networks/{id}`: by full ID, then exact name, then unique ID
-    /// prefix, as dockerd looks networks up.
-    pub async fn inspect_network(self: &Arc<Self>, term: &str) -> Result<NetworkInspect> {
-        let all = self.networks.all();
-        if let Some(n) = all.iter().find(|n| n.id.as_deref() == Some(term)) {
-            return Ok(n.clone());
-        }
-        if let Some(n) = all.iter().find(|n| n.name.as_deref() == Some(term)) {
-            return Ok(n.clone());
-        }
-        let by_prefix: Vec<&NetworkInspect> = all
-            .iter()
-            .filter(|n| !term.is_empty() && n.id.as_deref().is_some_and(|id| id.starts_with(term)))
+            .values()
+            .map(|n| BridgeRules {
+                bridge: n.bridge.clone(),
+                subnet: n.subnet,
+                masquerade: n
+                    .options
+                    .get("com.docker.network.bridge.enable_ip_masquerade")
+                    .is_none_or(|v| v != "false"),
+                internal: n.internal,
+            })
             .collect();
-        match by_prefix.as_slice() {
-            [one] => Ok((*one).clone()),
-            [] => Err(EngineError::NotFound(format!("network {term} not found"))),
-            many => Err(EngineError::InvalidParameter(format!(
-                "network {term} is ambiguous ({} matches found based on ID prefix)",
-                many.len()
-            ))),
+        let mut ports = Vec::new();
+        for (cid, a) in &self.containers {
+            let Some(sb) = &a.sandbox else { continue };
+            let Some(first) = a
+                .ordered()
+                .into_iter()
+                .find_map(|e| e.active.as_ref().map(|x| x.ip))
+            else {
+                continue;
+            };
+            for m in &sb.ports {
+                ports.push(PortRule {
+                    proto: m.proto.clone(),
+                    host_ip: (!m.host_ip.is_unspecified()).then_some(m.host_ip),
+                    host_port: m.host_port,
+                    container_ip: first,
+                    container_port: m.container_port,
+                    container: cid[..12.min(cid.len())].to_string(),
+                });
+            }
         }
-    }
-
-    /// `POST /networks/create`: pre-defined names are refused as dockerd
-    /// refuses them; user-defined networks wait for bridge networking.
-    pub async fn create_network(
-        self: &Arc<Self>,
-        req: NetworkCreateRequest,
-    ) -> Result<NetworkCreateResponse> {
-        if is_predefined(&req.name) {
-            return Err(EngineError::Forbidden(format!(
-                "operation is not permitted on predefined {} network ",
-                req.name
-            )));
-        }
-        Err(EngineError::NotImplemented(
-            "creating networks is not implemented yet: berth has only the bridge, host and none networks"
-                .into(),
-        ))
-    }
-
-    /// `DELETE /networks/{id}`.
-    pub async fn remove_network(self: &Arc<Self>, term: &str) -> Result<()> {
-        let n = self.inspect_network(term).await?;
-        Err(EngineError::Forbidden(format!(
-            "{} is a pre-defined network and cannot be removed",
-            n.name.unwrap_or_default()
-        )))
-    }
-
-    /// `POST /networks/prune`: pre-defined networks are never pruned, and
-    /// there are no others.
-    pub async fn prune_networks(
-        self: &Arc<Self>,
-        filters: &Filters,
-    ) -> Result<NetworkPruneResponse> {
-        filters.validate(&["label", "label!", "until"])?;
-        for until in filters.get("until") {
-            crate::filters::parse_timestamp(until)?;
-        }
-        Ok(NetworkPruneResponse {
-            networks_deleted: Some(Vec::new()),
-        })
-    }
-
-    /// `POST /networks/{id}/connect` and `/disconnect`.
-    pub async fn connect_network(self: &Arc<Self>, term: &str, container: &str) -> Result<()> {
-        let _ = container;
-        self.inspect_network(term).await?;
-        Err(EngineError::NotImplemented(
-            "connecting containers to networks is not implemented yet".into(),
-        ))
+        ports.sort_by(|a, b| (a.host_port, &a.proto).cmp(&(b.host_port, &b.proto)));
+        Ruleset { bridges, ports }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeMap;
+/// The engine's networking.
+pub struct Networking {
+    ids: BTreeMap<String, Identity>,
+    /// `None`: no bridge networking at all.
+    config: Option<NetworkConfig>,
+    store: Store,
+    /// `<exec-root>/netns`: where containers' namespaces are pinned.
+    netns_dir: PathBuf,
+    firewall: Option<Firewall>,
+    state: Arc<Mutex<State>>,
+    /// Serializes network create/remove/connect/disconnect.
+    ops: tokio::sync::Mutex<()>,
+}
 
-    fn filters(pairs: &[(&str, &str)]) -> Filters {
-        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (k, v) in pairs {
-            map.entry(k.to_string()).or_default().push(v.to_string());
+impl Networking {
+    /// Loads what was persisted and, with a configuration, sets the host up:
+    /// the default bridge, user networks' bridges, forwarding, the firewall
+    /// table (blocking). Containers' sandboxes are re-adopted or cleaned
+    /// later, once containers are restored.
+    pub fn open(
+        data_root: &Path,
+        exec_root: &Path,
+        config: Option<NetworkConfig>,
+    ) -> Result<Networking> {
+        let ids = open_identities(data_root)?;
+        let store = Store::new(data_root);
+        let mut state = State::default();
+        for (cid, a) in store.load_attachments()? {
+            state.containers.insert(cid, a);
         }
-        Filters(map)
-    }
-
-    #[test]
-    fn identities_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = BuiltinNetworks::open(dir.path()).unwrap();
-        let b = BuiltinNetworks::open(dir.path()).unwrap();
-        assert_eq!(a.ids, b.ids);
-        assert_eq!(a.ids.len(), 3);
-        assert_eq!(a.ids["bridge"].id.len(), 64);
-    }
-
-    #[test]
-    fn filters_select_like_dockerd() {
-        let dir = tempfile::tempdir().unwrap();
-        let nets = BuiltinNetworks::open(dir.path()).unwrap();
-        let names = |f: Filters| -> Vec<String> {
-            let filter = NetworkFilter::new(&f).unwrap();
-            nets.all()
-                .into_iter()
-                .filter(|n| filter.matches(n))
-                .map(|n| n.name.unwrap())
-                .collect()
+        let firewall = match &config {
+            Some(c) => Some(Firewall::new(c.firewall_table(), c.iptables)?),
+            None => None,
         };
-        assert_eq!(names(filters(&[])), ["bridge", "host", "none"]);
-        assert_eq!(names(filters(&[("driver", "null")])), ["none"]);
-        assert_eq!(names(filters(&[("name", "o")])), ["host", "none"]);
-        assert_eq!(names(filters(&[("type", "custom")])), Vec::<String>::new());
-        assert_eq!(names(filters(&[("type", "builtin")])).len(), 3);
-        assert_eq!(
-            names(filters(&[("dangling", "true")])),
-            Vec::<String>::new()
-        );
-        assert_eq!(names(filters(&[("scope", "swarm")])), Vec::<String>::new());
-        let bridge_id = nets.ids["bridge"].id.clone();
-        assert_eq!(names(filters(&[("id", &bridge_id[..10])])), ["bridge"]);
-        assert!(NetworkFilter::new(&filters(&[("type", "odd")])).is_err());
-        assert!(NetworkFilter::new(&filters(&[("colour", "red")])).is_err());
-        assert!(NetworkFilter::new(&filters(&[("dangling", "maybe")])).is_err());
+        let net = Networking {
+            ids,
+            config,
+            store,
+            netns_dir: exec_root.join("netns"),
+            firewall,
+            state: Arc::new(Mutex::new(State::default())),
+            ops: tokio::sync::Mutex::new(()),
+        };
+        let Some(config) = net.config.clone() else {
+            *net.lock() = state;
+            return Ok(net);
+        };
+        if config.ip_forward {
+            bridge::enable_ip_forward();
+        }
+        let user = net.store.load_networks()?;
+        {
+            let _host = bridge::HostLock::take()?;
+            for n in &user {
+                match bridge::ensure(&n.bridge, n.gateway, n.subnet, config.mtu) {
+                    Ok(created) if created && !n.owns_bridge => {
+                        tracing::info!("re-created bridge {} of network {}", n.bridge, n.name)
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("bridge of network {}: {e}", n.name),
+                }
+                state.networks.insert(n.id.clone(), n.clone());
+            }
+            if !config.bridge_disabled() {
+                let taken: Vec<Ipv4Net> = user.iter().map(|n| n.subnet).collect();
+                let default = net.default_bridge(&config, &taken)?;
+                state.networks.insert(default.id.clone(), default);
+            }
+        }
+        *net.lock() = state;
+        net.sync_firewall()?;
+        Ok(net)
+    }
+
+    /// The default `bridge` network from the flags and the bridge as found.
+    fn default_bridge(&self, config: &NetworkConfig, taken: &[Ipv4Net]) -> Result<NetworkRecord> {
+        let mark_path = self.store_dir().join("default-bridge.json");
+        let mark: Option<DefaultBridgeMark> = std::fs::read(&mark_path)
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok());
+        let existing = bridge::existing(&config.bridge)?;
+        let found = existing.as_ref().and_then(|e| e.addresses.first().copied());
+        let addr = match (config.bip, found) {
+            (Some(bip), _) => bip,
+            (None, Some(a)) => a,
+            (None, None) => {
+                let subnet = bridge::choose_subnet(&config.pools(), taken)?;
+                let gw = subnet.hosts().next().unwrap_or(subnet.addr());
+                Ipv4Net::new(gw, subnet.prefix_len())
+                    .map_err(|e| EngineError::Internal(e.to_string()))?
+            }
+        };
+        let subnet = addr.trunc();
+        let created = bridge::ensure(&config.bridge, addr.addr(), subnet, config.mtu)?;
+        let owned = created
+            || mark
+                .as_ref()
+                .is_some_and(|m| m.name == config.bridge && m.owned);
+        std::fs::create_dir_all(self.store_dir())
+            .map_err(|e| EngineError::io("create the network directory", e))?;
+        berth_storage::atomic::write_json(
+            &mark_path,
+            &DefaultBridgeMark {
+                name: config.bridge.clone(),
+                owned,
+            },
+        )?;
+        let ident = &self.ids["bridge"];
+        let options = BTreeMap::from([
+            (
+                "com.docker.network.bridge.default_bridge".into(),
+                "true".into(),
+            ),
+            ("com.docker.network.bridge.enable_icc".into(), "true".into()),
+            (
+                "com.docker.network.bridge.enable_ip_masquerade".into(),
+                config.ip_masq.to_string(),
+            ),
+            (
+                "com.docker.network.bridge.host_binding_ipv4".into(),
+                config.default_bind_ip.to_string(),
+            ),
+            (
+                "com.docker.network.bridge.name".into(),
+                config.bridge.clone(),
+            ),
+            (
+                "com.docker.network.driver.mtu".into(),
+                config.mtu.to_string(),
+            ),
+        ]);
+        Ok(NetworkRecord {
+            id: ident.id.clone(),
+            name: "bridge".into(),
+            created: ident.created,
+            bridge: config.bridge.clone(),
+            subnet,
+            gateway: addr.addr(),
+            ip_range: config.fixed_cidr,
+            aux_addresses: BTreeMap::new(),
+            user_subnet: config.bip.is_some(),
+            user_gateway: false,
+            internal: false,
+            attachable: false,
+            ingress: false,
+            options,
+            labels: BTreeMap::new(),
+            ipam_options: BTreeMap::new(),
+            owns_bridge: owned,
+            default_bridge: true,
+        })
+    }
+
+    fn store_dir(&self) -> PathBuf {
+        self.store.dir().to_path_buf()
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether bridge networking is on.
+    pub(crate) fn enabled(&self) -> bool {
+        self.config.is_some()
+    }
+
+    /// Rewrites berth's firewall table from the state (blocking).
+    fn sync_firewall(&self) -> Result<()> {
+        let Some(fw) = &self.firewall else {
+            return Ok(());
+        };
+        let rules = self.lock().ruleset();
+        fw.apply(&rules)
+    }
+
+    /// Daemon shutdown: with no container running on a bridge, berth's
+    /// bridges and firewall table go (the next start makes them again);
+    /// otherwise everything stays for live restore.
+    pub fn shutdown(&self) {
+        let (busy, bridges) = {
+            let mut st = self.lock();
+            st.dns.clear();
+            let busy = st.containers.values().any(|a| a.sandbox.is_some());
+            let bridges: Vec<String> = st
+                .networks
+                .values()
+                .filter(|n| n.owns_bridge)
+                .map(|n| n.bridge.clone())
+                .collect();
+            (busy, bridges)
+        };
+        if busy || self.config.is_none() {
+            return;
+        }
+        for b in bridges {
+            if let Err(e) = bridge::delete(&b) {
+                tracing::warn!("removing bridge {b}: {e}");
+            }
+        }
+        if let Some(fw) = &self.firewall {
+            if let Err(e) = fw.remove() {
+                tracing::warn!("removing nftables table {}: {e}", fw.table());
+            }
+        }
+    }
+
+    /// The pinned namespace of a container.
+    fn netns_path(&self, container: &str) -> PathBuf {
+        self.netns_dir.join(container)
     }
 }
