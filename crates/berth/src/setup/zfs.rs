@@ -54,7 +54,12 @@ pub(super) fn plan(
     create.extend(["-m", "none", pool, &target]);
     // Made here rather than by `zfs create`, so undoing removes it too.
     steps.extend(c.make_dir_step());
-    steps.push(Step::run(&create, Some(&["zpool", "destroy", pool])));
+    steps.push(
+        Step::run(&create, Some(&["zpool", "destroy", pool])).with_hint(
+            "ZFS must be running: the kernel module loaded (modprobe zfs) or the zfs-fuse \
+             daemon started (zfs-fuse --pidfile /run/zfs-fuse.pid)",
+        ),
+    );
     steps.push(Step::run(
         &["zfs", "create", "-o", &mountpoint, &dataset],
         None,
