@@ -1,8 +1,8 @@
 //! berth-testkit: the real things berth's integration tests stand on — loop
-//! device filesystems ([`LoopFs`]), zfs pools on files ([`ZfsPool`]), berthd
-//! under test driven by the real docker CLI ([`Daemon`]), busybox-static test
-//! images ([`busybox`], [`hostile`]) and outside-in checks ([`mountinfo`],
-//! [`btrfs`]). No mocks: each guard tears its kernel object down in `Drop`.
+//! filesystems ([`LoopFs`]), zfs pools ([`ZfsPool`]), berthd driven by the real
+//! docker CLI ([`Daemon`]), busybox test images ([`busybox`], [`hostile`]), a
+//! real pty ([`terminal`]), outside-in checks ([`mountinfo`], [`btrfs`],
+//! [`leaks`]). No mocks: each guard tears its kernel object down in `Drop`.
 
 pub mod archive;
 pub mod btrfs;
@@ -11,10 +11,12 @@ pub mod daemon;
 pub mod docker_cli;
 pub mod hostile;
 pub mod layer;
+pub mod leaks;
 pub mod loopfs;
 pub mod microvm;
 pub mod mountinfo;
 pub mod scratch;
+pub mod terminal;
 pub mod zfs;
 
 pub use archive::{BuiltImage, Compression, ImageBuilder, Layout};
@@ -27,4 +29,5 @@ pub use layer::LayerTar;
 pub use loopfs::{FsKind, LoopFs};
 pub use microvm::{MicroVm, Payload};
 pub use scratch::require_root;
+pub use terminal::Terminal;
 pub use zfs::{ZfsPool, ZfsService};
