@@ -4,6 +4,8 @@
 //! and the few image-state checks several test files share.
 #![allow(dead_code)] // each test binary uses a different part of this
 
+pub mod containers;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -109,6 +111,7 @@ impl Backend {
 /// `per_driver!(load_image)` makes `btrfs::load_image`, `overlay2::load_image`
 /// and `vfs::load_image`, each calling `load_image(Backend::X)`. Run one
 /// driver's tests with `cargo test -p berthd -- btrfs::`.
+#[allow(unused_macros)] // files that use `per_driver_split!` instead
 macro_rules! per_driver {
     ($($case:ident),* $(,)?) => {
         mod btrfs {
@@ -119,6 +122,27 @@ macro_rules! per_driver {
         }
         mod vfs {
             $( #[test] fn $case() { super::$case(crate::support::Backend::Vfs) } )*
+        }
+    };
+}
+
+/// Like `per_driver!`, for files whose costlier cases skip vfs (which copies
+/// the whole image for every container and adds nothing to them): the
+/// `all` cases run on btrfs, overlay2 and vfs, the `btrfs_overlay2` cases on
+/// those two only.
+#[allow(unused_macros)] // only some test binaries use it
+macro_rules! per_driver_split {
+    (all: [$($all:ident),* $(,)?], btrfs_overlay2: [$($cow:ident),* $(,)?] $(,)?) => {
+        mod btrfs {
+            $( #[test] fn $all() { super::$all(crate::support::Backend::Btrfs) } )*
+            $( #[test] fn $cow() { super::$cow(crate::support::Backend::Btrfs) } )*
+        }
+        mod overlay2 {
+            $( #[test] fn $all() { super::$all(crate::support::Backend::Overlay2) } )*
+            $( #[test] fn $cow() { super::$cow(crate::support::Backend::Overlay2) } )*
+        }
+        mod vfs {
+            $( #[test] fn $all() { super::$all(crate::support::Backend::Vfs) } )*
         }
     };
 }

@@ -1,0 +1,143 @@
+//! Live restore through the real docker CLI: berthd is killed with SIGKILL
+//! while containers run, one of them exits and another writes output while
+//! it is down; after a fresh start `docker ps`, `logs`, `exec`, `stop`,
+//! `wait`, `unpause` and `attach` work on the re-adopted containers, and the
+//! one that exited shows its real exit code.
+
+#[macro_use]
+mod support;
+
+use std::path::Path;
+
+use berth_testkit::busybox;
+use support::containers::{wait_until, Background, ContainerHost};
+use support::Backend;
+
+const IMG: &str = busybox::IMAGE;
+
+per_driver_split!(
+    all: [],
+    btrfs_overlay2: [containers_outlive_a_killed_daemon],
+);
+
+/// Whether process `pid` still exists (a zombie counts as gone).
+fn alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next().map(|st| st != "Z"))
+                .unwrap_or(false)
+        })
+        .unwrap_or(false)
+}
+
+fn containers_outlive_a_killed_daemon(backend: Backend) {
+    let mut h = ContainerHost::start(backend);
+    // The containers take their cues from files the test creates in a
+    // bind-mounted directory, so nothing here depends on timing.
+    let ctl = h.scratch_dir().join("ctl");
+    std::fs::create_dir_all(&ctl).unwrap();
+    let bind = format!("{}:/ctl", ctl.display());
+    h.run_detached(&[
+        "--name",
+        "steady",
+        "-v",
+        &bind,
+        IMG,
+        "sh",
+        "-c",
+        "trap 'echo got TERM; exit 0' TERM; echo before; \
+         while [ ! -e /ctl/go ]; do sleep 0.1; done; echo while-down; touch /ctl/said; \
+         while :; do sleep 0.1; done",
+    ]);
+    h.run_detached(&[
+        "--name",
+        "leaver",
+        "-v",
+        &bind,
+        IMG,
+        "sh",
+        "-c",
+        "while [ ! -e /ctl/exit ]; do sleep 0.1; done; exit 42",
+    ]);
+    h.run_detached(&["--name", "waited", IMG, "sleep", "1000"]);
+    h.run_detached(&["--name", "frozen", IMG, "sleep", "1000"]);
+    h.run_detached(&["-it", "--name", "tty", IMG, "sh"]);
+    h.docker(&["pause", "frozen"]).ok();
+    h.wait_for_log("steady", "before");
+    let leaver_pid = h.state("leaver")["Pid"].as_i64().unwrap();
+    let pids: Vec<(String, i64)> = ["steady", "waited", "frozen", "tty"]
+        .iter()
+        .map(|n| (n.to_string(), h.state(n)["Pid"].as_i64().unwrap()))
+        .collect();
+
+    h.kill9();
+    std::fs::write(ctl.join("go"), "").unwrap();
+    std::fs::write(ctl.join("exit"), "").unwrap();
+    wait_until("steady to write while berthd is down", || {
+        Path::new(&ctl.join("said")).exists()
+    });
+    wait_until("leaver to exit while berthd is down", || !alive(leaver_pid));
+    h.start();
+
+    let ps = h.docker(&["ps", "--format", "{{.Names}} {{.Status}}"]).ok();
+    let mut running: Vec<&str> = ps
+        .lines()
+        .iter()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    running.sort();
+    assert_eq!(running, ["frozen", "steady", "tty", "waited"], "{ps}");
+    assert!(ps.stdout.contains("(Paused)"), "{ps}");
+    for (name, pid) in &pids {
+        assert_eq!(
+            h.state(name)["Pid"].as_i64(),
+            Some(*pid),
+            "{name} kept its process"
+        );
+    }
+
+    // The one that exited meanwhile: its real exit code, everywhere.
+    let state = h.state("leaver");
+    assert_eq!(
+        (state["Status"].as_str(), state["ExitCode"].as_i64()),
+        (Some("exited"), Some(42)),
+        "{state}"
+    );
+    assert_eq!(h.docker(&["wait", "leaver"]).ok().out(), "42");
+    let ps = h
+        .docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            "name=leaver",
+            "--format",
+            "{{.Status}}",
+        ])
+        .ok();
+    assert!(ps.out().starts_with("Exited (42)"), "{ps}");
+
+    // Output written while berthd was down is in the log.
+    assert_eq!(h.logs("steady"), "before\nwhile-down\n");
+    h.docker(&["exec", "steady", "true"]).ok();
+
+    // wait, then stop: the waiter gets the exit code.
+    let waiter = Background::start(&h, &["wait", "waited"]);
+    h.docker(&["kill", "waited"]).ok();
+    let (code, out, err) = waiter.finish();
+    assert_eq!((code, out.trim()), (Some(0), "137"), "{err}");
+
+    h.docker(&["stop", "-t", "1", "steady"]).ok();
+    assert_eq!(h.state("steady")["ExitCode"], 0);
+    assert_eq!(h.logs("steady"), "before\nwhile-down\ngot TERM\n");
+
+    h.docker(&["unpause", "frozen"]).ok();
+    h.docker(&["exec", "frozen", "true"]).ok();
+
+    let mut term = berth_testkit::Terminal::spawn(&h.docker_command(&["attach", "tty"]));
+    term.send(b"echo back-$((4*4))\r");
+    term.expect("back-16");
+    term.send(b"exit 3\r");
+    let (status, screen) = term.wait();
+    assert_eq!(status.code(), Some(3), "{screen}");
+}
