@@ -179,8 +179,11 @@ impl DaemonBuilder {
             starts: 0,
             run_log_offset: 0,
             scratch: Some(scratch),
+            bridge: None,
             loopfs: self.loopfs,
         };
+        daemon.bridge = crate::network::wants_own_bridge(&daemon.binary, &daemon.settings)
+            .then(|| crate::network::bridge_name(&dir));
         daemon.try_start()?;
         Ok(daemon)
     }
@@ -223,6 +226,9 @@ pub struct Daemon {
     /// Where the latest run's output starts in the log file.
     run_log_offset: u64,
     scratch: Option<TempDir>,
+    /// The default bridge given to berthd (`--bridge`), unique per daemon so
+    /// parallel tests never share a bridge, subnet or nftables table.
+    bridge: Option<String>,
     /// Last field: dropped after everything above, so the filesystem is
     /// unmounted only once the daemon is gone.
     loopfs: Option<LoopFs>,
@@ -432,8 +438,26 @@ impl Daemon {
             args.push("--storage-opt".into());
             args.push(opt.into());
         }
+        if let Some(bridge) = &self.bridge {
+            args.push("--bridge".into());
+            args.push(bridge.into());
+            if !crate::network::mentions(&self.settings, "default-address-pool") {
+                args.push("--default-address-pool".into());
+                args.push(crate::network::TEST_POOL.into());
+            }
+        }
         args.extend(self.settings.extra_args.iter().cloned());
         args
+    }
+
+    /// The default bridge the testkit gave berthd, if it did.
+    pub fn bridge(&self) -> Option<&str> {
+        self.bridge.as_deref()
+    }
+
+    /// berthd's nftables table for that bridge.
+    pub fn firewall_table(&self) -> Option<String> {
+        self.bridge.as_deref().map(crate::network::firewall_table)
     }
 
     fn wait_ready(&mut self) -> Result<(), StartFailure> {
@@ -522,6 +546,7 @@ impl Daemon {
     /// Stops berthd, then unmounts and kills whatever it left behind.
     /// Returns the leftovers; [`Drop`] panics on them.
     pub fn shutdown(&mut self) -> Leftovers {
+        let bridges = self.network_bridges();
         self.stop();
         let mut leftovers = Leftovers::default();
         for root in [&self.data_root, &self.exec_root] {
@@ -531,7 +556,30 @@ impl Daemon {
         }
         leftovers.processes =
             kill_processes_mentioning(&[self.scratch_dir().to_path_buf(), self.data_root.clone()]);
+        if let Some(table) = self.firewall_table() {
+            crate::network::remove_leftovers(&bridges, &table);
+        }
         leftovers
+    }
+
+    /// The Linux bridges of the daemon's bridge networks (asked while it
+    /// runs, for the clean-up after it stops).
+    fn network_bridges(&mut self) -> Vec<String> {
+        let mut out: Vec<String> = self.bridge.iter().cloned().collect();
+        if self.bridge.is_none() || !self.is_running() {
+            return out;
+        }
+        let resp = self.api("GET", "/networks", None);
+        if let Ok(serde_json::Value::Array(nets)) = serde_json::from_str(&resp.body) {
+            for n in nets {
+                if let Some(b) = n["Options"]["com.docker.network.bridge.name"].as_str() {
+                    if !out.iter().any(|o| o == b) {
+                        out.push(b.to_string());
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// The last `lines` lines of the log.

@@ -15,6 +15,7 @@ pub mod leaks;
 pub mod loopfs;
 pub mod microvm;
 pub mod mountinfo;
+pub mod network;
 pub mod scratch;
 pub mod terminal;
 pub mod zfs;

@@ -135,7 +135,7 @@ pub fn render(table: &str, rules: &Ruleset) -> String {
     // Published ports: DNAT whatever is addressed to a local address, from
     // outside (prerouting) and from the host itself (output).
     s.push_str("\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tfib daddr type local jump published\n\t}\n");
-    s.push_str("\tchain output {\n\t\ttype nat hook output priority dstnat; policy accept;\n\t\tfib daddr type local jump published\n\t}\n");
+    s.push_str("\tchain output {\n\t\ttype nat hook output priority -100; policy accept;\n\t\tfib daddr type local jump published\n\t}\n");
     s.push_str("\tchain published {\n");
     for p in &rules.ports {
         let daddr = p

@@ -328,6 +328,14 @@ impl Networking {
         let (busy, bridges) = {
             let mut st = self.lock();
             st.dns.clear();
+            // Pins are mounts; like the storage driver's, they go at shutdown.
+            // The containers' processes keep their namespaces alive and the
+            // next start pins them again.
+            for a in st.containers.values() {
+                if let Some(sb) = &a.sandbox {
+                    netns::unpin(&sb.netns);
+                }
+            }
             let busy = st.containers.values().any(|a| a.sandbox.is_some());
             let bridges: Vec<String> = st
                 .networks

@@ -58,14 +58,15 @@ impl Netlink {
     ) -> io::Result<Vec<RouteNetlinkMessage>> {
         self.seq = self.seq.wrapping_add(1);
         let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | flags;
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        // Without a dump's DONE, only an ACK says the answer is complete.
+        header.flags = NLM_F_REQUEST | flags | if dump { 0 } else { NLM_F_ACK };
         header.sequence_number = self.seq;
         let mut req = NetlinkMessage::new(header, NetlinkPayload::from(msg));
         req.finalize();
         let mut buf = vec![0; req.header.length as usize];
         req.serialize(&mut buf[..]);
         self.socket.send(&buf, 0)?;
-        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         let mut out = Vec::new();
         loop {
             let (data, _) = self.socket.recv_from_full()?;

@@ -79,6 +79,27 @@ pub fn remove(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Drops the pin at `path` but keeps the file: processes inside keep the
+/// namespace alive, and a restarted daemon pins it again from one of them.
+pub fn unpin(path: &Path) {
+    let _ = umount2(path, MntFlags::MNT_DETACH);
+}
+
+/// Pins the namespace of process `pid` at `path` again.
+pub fn pin_from(path: &Path, pid: u32) -> io::Result<()> {
+    if !path.exists() {
+        File::create(path)?;
+    }
+    mount(
+        Some(format!("/proc/{pid}/ns/net").as_str()),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(io::Error::from)
+}
+
 /// Whether `path` is a pinned namespace (a bind mount of an nsfs inode).
 pub fn is_pinned(path: &Path) -> bool {
     const NSFS_MAGIC: u64 = 0x6e73_6673;

@@ -575,20 +575,20 @@ impl Engine {
         if !self.networks.enabled() {
             return;
         }
-        let alive: HashSet<String> = self
+        let alive: HashMap<String, u32> = self
             .containers
             .all()
             .iter()
             .map(|h| h.snapshot())
             .filter(|c| matches!(c.state.status, Status::Running | Status::Paused))
-            .map(|c| c.id)
+            .map(|c| (c.id, c.state.pid))
             .collect();
         let engine = Arc::clone(self);
         let _ =
             tokio::task::spawn_blocking(move || engine.restore_networking_blocking(&alive)).await;
     }
 
-    fn restore_networking_blocking(&self, alive: &HashSet<String>) {
+    fn restore_networking_blocking(&self, alive: &HashMap<String, u32>) {
         let net = &self.networks;
         let known: HashSet<String> = self.containers.all().iter().map(|h| h.id.clone()).collect();
         let with_sandbox: Vec<(String, Sandbox, bool)> = {
@@ -605,7 +605,14 @@ impl Engine {
                 .collect()
         };
         for (id, sb, user) in with_sandbox {
-            if alive.contains(&id) && netns::is_pinned(&sb.netns) {
+            if let Some(pid) = alive.get(&id).filter(|p| **p > 0) {
+                if !netns::is_pinned(&sb.netns) {
+                    if let Err(e) = netns::pin_from(&sb.netns, *pid) {
+                        tracing::warn!("pinning the namespace of {id} again: {e}");
+                    }
+                }
+            }
+            if alive.contains_key(&id) && netns::is_pinned(&sb.netns) {
                 net.lock().ports.readopt(&id, &sb.ports);
                 if user {
                     match dns::start(
