@@ -28,6 +28,8 @@ struct Message<'a> {
     error_detail: Option<ErrorDetail<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aux: Option<&'a serde_json::Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -75,6 +77,15 @@ pub fn encode(p: &Progress) -> Bytes {
         Progress::Error(message) => Message {
             error_detail: Some(ErrorDetail { message }),
             error: Some(message),
+            ..Default::default()
+        },
+        // dockerd sends an empty progressDetail with its aux messages.
+        Progress::Aux(value) => Message {
+            progress_detail: Some(ProgressDetail {
+                current: 0,
+                total: 0,
+            }),
+            aux: Some(value),
             ..Default::default()
         },
     };

@@ -38,6 +38,8 @@ pub struct EngineConfig {
     pub shim_binary: PathBuf,
     /// The init binary for `--init` (`--init-path`; default: tini if installed).
     pub init_binary: Option<PathBuf>,
+    /// Insecure registries, mirrors and the registry certificates directory.
+    pub registry: crate::distribution::RegistryOptions,
 }
 
 /// The engine. Cheap to share behind an `Arc`.
@@ -55,6 +57,7 @@ pub struct Engine {
     pub(crate) stats: crate::stats::StatsSampler,
     pub(crate) settings: crate::monitoring::SettingsCell,
     pub(crate) df_cache: crate::disk_usage::DiskUsageCache,
+    pub(crate) distribution: crate::distribution::Distribution,
     /// Held while images are stored, tagged or deleted.
     pub(crate) image_ops: Mutex<()>,
     /// Set by `shutdown`: exits seen from now on are not restarted.
@@ -90,6 +93,8 @@ impl Engine {
         let volumes = crate::volumes::VolumeStore::open(&config.data_root)?;
         let networks =
             crate::networks::Networking::open(&config.data_root, &config.exec_root, network)?;
+        let distribution =
+            crate::distribution::Distribution::open(&config.data_root, &config.registry)?;
         let runtime = Runtime::new(RuntimeConfig {
             runtimes: config.runtimes.clone(),
             default_runtime: config.default_runtime.clone(),
@@ -116,6 +121,7 @@ impl Engine {
             stats: crate::stats::StatsSampler::new(),
             settings: crate::monitoring::SettingsCell::new(debug),
             df_cache,
+            distribution,
             image_ops: Mutex::new(()),
             shutting_down: AtomicBool::new(false),
         };

@@ -6,6 +6,7 @@
 
 pub mod containers;
 pub mod disk_usage;
+pub mod distribution;
 pub mod engine;
 pub mod error;
 pub mod events;

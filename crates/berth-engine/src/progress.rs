@@ -25,6 +25,8 @@ pub enum Progress {
     Stream(String),
     /// The operation failed after the response started.
     Error(String),
+    /// Structured data for the client (`{"aux": ...}`; a push's digest).
+    Aux(serde_json::Value),
 }
 
 /// A stream of bytes the API sends as a response body (save, export).

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use bollard_stubs::models::{
-    Commit, IndexInfo, LocalNodeState, PluginsInfo, RegistryServiceConfig, Runtime, SwarmInfo,
-    SystemInfo, SystemInfoCgroupDriverEnum, SystemInfoCgroupVersionEnum, SystemVersion,
+    Commit, LocalNodeState, PluginsInfo, Runtime, SwarmInfo, SystemInfo,
+    SystemInfoCgroupDriverEnum, SystemInfoCgroupVersionEnum, SystemVersion,
     SystemVersionComponents, SystemVersionPlatform,
 };
 
@@ -158,7 +158,7 @@ impl Engine {
             ),
             mem_total: Some(mem_total().unwrap_or(0)),
             index_server_address: Some("https://index.docker.io/v1/".to_string()),
-            registry_config: Some(registry_config()),
+            registry_config: Some(self.distribution.registries().service_config()),
             generic_resources: None,
             http_proxy: Some(mask_credentials(&proxy_env("HTTP_PROXY"))),
             https_proxy: Some(mask_credentials(&proxy_env("HTTPS_PROXY"))),
@@ -470,24 +470,6 @@ fn parse_runtime_version(text: &str) -> Option<RuntimeVersion> {
         }
     }
     (!version.is_empty() || !commit.is_empty()).then_some(RuntimeVersion { version, commit })
-}
-
-/// Docker Hub as the default index, and loopback as insecure, as dockerd
-/// reports them with no registry options set.
-fn registry_config() -> RegistryServiceConfig {
-    RegistryServiceConfig {
-        insecure_registry_cidrs: Some(vec!["::1/128".to_string(), "127.0.0.0/8".to_string()]),
-        index_configs: Some(HashMap::from([(
-            "docker.io".to_string(),
-            IndexInfo {
-                name: Some("docker.io".to_string()),
-                mirrors: Some(Vec::new()),
-                secure: Some(true),
-                official: Some(true),
-            },
-        )])),
-        mirrors: Some(Vec::new()),
-    }
 }
 
 /// A proxy variable, upper case first, as dockerd reads them.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use berth_engine::distribution::RegistryOptions;
 use berth_engine::events::Retention;
 use berth_engine::monitoring::LiveSettings;
 use clap::parser::ValueSource;
@@ -127,6 +128,22 @@ pub struct Flags {
     )]
     pub events_log_max_age: Option<String>,
 
+    /// Enable insecure registry communication
+    #[arg(id = "insecure-registries", long = "insecure-registry", value_name = "REGISTRY", action = ArgAction::Append)]
+    pub insecure_registries: Vec<String>,
+
+    /// Preferred Docker registry mirror
+    #[arg(id = "registry-mirrors", long = "registry-mirror", value_name = "URL", action = ArgAction::Append)]
+    pub registry_mirrors: Vec<String>,
+
+    /// Directory of per-registry certificates (<host:port>/ca.crt, client.cert, client.key)
+    #[arg(
+        id = "registry-certs-dir",
+        long = "registry-certs-dir",
+        value_name = "PATH"
+    )]
+    pub registry_certs_dir: Option<PathBuf>,
+
     /// How often container stats are sampled (e.g. 1s)
     #[arg(
         id = "stats-interval",
@@ -228,6 +245,12 @@ pub struct DaemonConfig {
     pub events_log_max_age: String,
     /// The stats sampler's interval, reloadable.
     pub stats_interval: String,
+    /// Registries reached over plain HTTP or unverified TLS.
+    pub insecure_registries: Vec<String>,
+    /// Docker Hub mirrors.
+    pub registry_mirrors: Vec<String>,
+    /// Where per-registry CAs and client certificates live.
+    pub registry_certs_dir: PathBuf,
     /// `--tls`/`--tlsverify` as given (`None`: not set), resolved with
     /// dockerd's rules by `tcp_security`.
     pub tls: Option<bool>,
@@ -264,6 +287,11 @@ impl Default for DaemonConfig {
             events_log_max_events: 100_000,
             events_log_max_age: "168h".to_string(),
             stats_interval: "1s".to_string(),
+            insecure_registries: Vec::new(),
+            registry_mirrors: Vec::new(),
+            registry_certs_dir: PathBuf::from(
+                berth_engine::distribution::registries::DEFAULT_CERTS_DIR,
+            ),
             tls: None,
             tlsverify: None,
             tlscacert: None,
@@ -484,6 +512,15 @@ impl Flags {
         if let Some(d) = &self.stats_interval {
             config.stats_interval = d.clone();
         }
+        if !self.insecure_registries.is_empty() {
+            config.insecure_registries = self.insecure_registries.clone();
+        }
+        if !self.registry_mirrors.is_empty() {
+            config.registry_mirrors = self.registry_mirrors.clone();
+        }
+        if let Some(p) = &self.registry_certs_dir {
+            config.registry_certs_dir = p.clone();
+        }
         if self.tls.is_some() {
             config.tls = self.tls;
         }
@@ -537,6 +574,8 @@ fn validate(config: &DaemonConfig) -> Result<()> {
             bail!("invalid {what}: {value:?} is not a duration such as 1s, 30m or 168h");
         }
     }
+    berth_engine::distribution::Registries::new(&config.registry_options())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     for (what, p) in [
         ("data-root", &config.data_root),
         ("exec-root", &config.exec_root),
@@ -591,6 +630,15 @@ impl DaemonConfig {
             },
             stats_interval: parse_duration(&self.stats_interval)
                 .unwrap_or(berth_engine::stats::DEFAULT_INTERVAL),
+        }
+    }
+
+    /// The registry options the engine takes.
+    pub fn registry_options(&self) -> RegistryOptions {
+        RegistryOptions {
+            insecure_registries: self.insecure_registries.clone(),
+            mirrors: self.registry_mirrors.clone(),
+            certs_dir: self.registry_certs_dir.clone(),
         }
     }
 
@@ -834,6 +882,35 @@ mod tests {
             "{err}"
         );
         assert!(parse(&["--api-max-connections", "0"], None).is_err());
+    }
+
+    #[test]
+    fn registry_options_merge_and_validate() {
+        let c = parse(
+            &[
+                "--insecure-registry",
+                "reg.test:5000",
+                "--registry-certs-dir",
+                "/c",
+            ],
+            Some(r#"{"registry-mirrors": ["https://mirror.test"]}"#),
+        )
+        .unwrap();
+        let r = c.registry_options();
+        assert_eq!(r.insecure_registries, vec!["reg.test:5000"]);
+        assert_eq!(r.mirrors, vec!["https://mirror.test"]);
+        assert_eq!(r.certs_dir, PathBuf::from("/c"));
+        let err = parse(&["--registry-mirror", "mirror.test"], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("invalid mirror: no scheme specified"),
+            "{err}"
+        );
+        let err = parse(&[], Some(r#"{"insecure-registries": ["ftp://x"]}"#))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "insecure registry ftp://x should not contain '://'");
     }
 
     #[test]

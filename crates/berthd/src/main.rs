@@ -131,6 +131,7 @@ async fn run(
             .init_path
             .clone()
             .or_else(|| find_in_path("tini-static")),
+        registry: config.registry_options(),
     };
     if !engine_config
         .runtimes

@@ -5,7 +5,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Extension, Router};
@@ -66,20 +66,18 @@ async fn get_named(
     Err(ApiError::page_not_found())
 }
 
-/// `POST /images/{name}/tag` (and `/push`, not yet).
+/// `POST /images/{name}/tag` and `/push`.
 async fn post_named(
     state: State<AppState>,
     Path(rest): Path<String>,
     q: Query,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if let Some(name) = rest.strip_suffix("/tag") {
         return tag(state, name.to_string(), q).await;
     }
-    if rest.ends_with("/push") {
-        return Err(ApiError::new(
-            ErrorKind::NotImplemented,
-            "pushing images is not supported by berth yet",
-        ));
+    if let Some(name) = rest.strip_suffix("/push") {
+        return super::registry::push(&state, name.to_string(), &q, &headers).await;
     }
     Err(ApiError::page_not_found())
 }
@@ -199,19 +197,17 @@ async fn load(State(state): State<AppState>, q: Query, body: Body) -> Response {
     }
 }
 
-/// `POST /images/create`: `fromSrc=-` imports the request body as a
-/// rootfs; pulling (`fromImage`) comes with registry support.
+/// `POST /images/create`: `fromImage` pulls from a registry; `fromSrc=-`
+/// imports the request body as a rootfs.
 async fn create(
     State(state): State<AppState>,
     Extension(v): Extension<ApiVersion>,
     q: Query,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if let Some(image) = q.non_empty("fromImage") {
-        return Err(ApiError::new(
-            ErrorKind::NotImplemented,
-            format!("pulling images is not supported by berth yet (fromImage={image})"),
-        ));
+    if q.non_empty("fromImage").is_some() {
+        return super::registry::pull(&state, &v, &q, &headers).await;
     }
     let src = q.str("fromSrc");
     match src {

@@ -8,6 +8,7 @@ mod events;
 mod exec;
 mod images;
 mod networks;
+mod registry;
 mod stats;
 mod system;
 mod volumes;
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(exec::routes())
         .merge(volumes::routes())
         .merge(networks::routes())
+        .merge(registry::routes())
         .merge(events::routes())
         .merge(stats::routes())
         .merge(df::routes())

@@ -27,6 +27,7 @@ fn open_engine(dir: &Path) -> Arc<Engine> {
         default_runtime: "runc".into(),
         shim_binary: PathBuf::from("/nonexistent/berth-shim"),
         init_binary: None,
+        registry: Default::default(),
     })
     .unwrap()
 }

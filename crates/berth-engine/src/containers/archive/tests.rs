@@ -42,6 +42,7 @@ impl Fixture {
             default_runtime: "runc".into(),
             shim_binary: PathBuf::from("/nonexistent/berth-shim"),
             init_binary: None,
+            registry: Default::default(),
         })
         .unwrap();
         engine
