@@ -611,6 +611,125 @@ mod tests {
         assert!(Registries::new(&opts(&["bad host"], &[])).is_err());
     }
 
+    /// Makes a CA and a server certificate for 127.0.0.1 with openssl.
+    fn openssl_certs(dir: &Path) -> bool {
+        let run = |args: &[&str]| {
+            std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        run(&[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=t-ca",
+            "-keyout", "ca.key", "-out", "ca.pem",
+        ]) && run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]) && run(&[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-CAcreateserial",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-out",
+            "server.crt",
+            "-extfile",
+            "ext.cnf",
+        ])
+    }
+
+    /// Runs a TLS handshake in memory between `client` and a server with
+    /// the certificate in `dir`.
+    fn handshake(
+        client: rustls::ClientConfig,
+        dir: &Path,
+    ) -> std::result::Result<(), rustls::Error> {
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(dir.join("server.crt"))
+                .unwrap()
+                .map(|c| c.unwrap())
+                .collect();
+        let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let mut c = rustls::ClientConnection::new(Arc::new(client), name)?;
+        let mut s = rustls::ServerConnection::new(Arc::new(server)).unwrap();
+        for _ in 0..10 {
+            let mut buf = Vec::new();
+            c.write_tls(&mut buf).unwrap();
+            s.read_tls(&mut buf.as_slice()).unwrap();
+            s.process_new_packets()?;
+            let mut buf = Vec::new();
+            s.write_tls(&mut buf).unwrap();
+            c.read_tls(&mut buf.as_slice()).unwrap();
+            c.process_new_packets()?;
+            if !c.is_handshaking() && !s.is_handshaking() {
+                return Ok(());
+            }
+        }
+        panic!("handshake did not finish");
+    }
+
+    #[test]
+    fn certs_dir_cas_are_trusted_and_others_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        if !openssl_certs(dir.path()) {
+            eprintln!("openssl is not installed; skipping");
+            return;
+        }
+        let certs = dir.path().join("certs.d");
+        std::fs::create_dir_all(certs.join("127.0.0.1:5000")).unwrap();
+        // Without the CA a secure registry's certificate is refused...
+        let e = handshake(
+            tls_config("127.0.0.1:5000", true, &certs).unwrap(),
+            dir.path(),
+        );
+        assert!(e.is_err(), "an unknown CA was accepted");
+        // ...accepted once certs.d/<host:port>/*.crt carries the CA...
+        std::fs::copy(
+            dir.path().join("ca.pem"),
+            certs.join("127.0.0.1:5000/ca.crt"),
+        )
+        .unwrap();
+        handshake(
+            tls_config("127.0.0.1:5000", true, &certs).unwrap(),
+            dir.path(),
+        )
+        .unwrap();
+        // ...and an insecure registry's is not checked at all.
+        let other = dir.path().join("empty");
+        handshake(
+            tls_config("127.0.0.1:5000", false, &other).unwrap(),
+            dir.path(),
+        )
+        .unwrap();
+    }
+
     #[test]
     fn cidr_matching() {
         let c = Cidr::parse("127.0.0.0/8").unwrap();
