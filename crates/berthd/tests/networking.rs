@@ -340,8 +340,17 @@ fn bad_input_gets_dockerds_errors_and_makes_nothing() {
             .contains("no configured subnet contains IP address 10.99.0.5"),
         "{out}"
     );
+    // As with dockerd, the create succeeds and the start fails.
     let out = d
-        .docker(&["run", "--rm", "--network", "nosuch", IMAGE, "true"])
+        .docker(&[
+            "run",
+            "--name",
+            "lost",
+            "--network",
+            "nosuch",
+            IMAGE,
+            "true",
+        ])
         .failed();
     assert!(out.stderr.contains("network nosuch not found"), "{out}");
     let holder = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -368,7 +377,7 @@ fn bad_input_gets_dockerds_errors_and_makes_nothing() {
     assert!(network::bridge_ports(d.bridge().unwrap()).is_empty());
     let nets = d.docker(&["network", "ls", "--format", "{{.Name}}"]).ok();
     assert!(!nets.stdout.contains("two"), "{nets}");
-    d.docker(&["rm", "clash"]).ok();
+    d.docker(&["rm", "clash", "lost"]).ok();
     d.docker(&["network", "rm", "one"]).ok();
     drop(holder);
 }

@@ -95,6 +95,30 @@ fn dns_names(c: &Container, aliases: &[String]) -> Vec<String> {
     names
 }
 
+/// Stands in for a network that does not exist yet (no address checks).
+fn placeholder_network() -> NetworkRecord {
+    NetworkRecord {
+        id: String::new(),
+        name: String::new(),
+        created: chrono::Utc::now(),
+        bridge: String::new(),
+        subnet: "0.0.0.0/0".parse().expect("constant"),
+        gateway: std::net::Ipv4Addr::UNSPECIFIED,
+        ip_range: None,
+        aux_addresses: Default::default(),
+        user_subnet: false,
+        user_gateway: false,
+        internal: false,
+        attachable: false,
+        ingress: false,
+        options: Default::default(),
+        labels: Default::default(),
+        ipam_options: Default::default(),
+        owns_bridge: false,
+        default_bridge: false,
+    }
+}
+
 /// An endpoint from the API's settings, checked as dockerd checks them.
 fn endpoint_from(
     rec: &NetworkRecord,
@@ -208,22 +232,45 @@ impl Engine {
         if mode_net == "bridge" && config.bridge_disabled() {
             return Ok(a);
         }
-        let rec = self.find_bridge_network(&mode_net)?;
         let settings: HashMap<String, EndpointSettings> = networking
             .and_then(|n| n.endpoints_config.clone())
             .unwrap_or_default();
-        let is_mode = |k: &str| k == mode_net || k == "default" || k == rec.name || k == rec.id;
+        // dockerd lets a container name a network that does not exist yet:
+        // the start fails if it still does not.
+        let known = |key: &str| match self.find_bridge_network(key) {
+            Ok(r) => Ok(Some(r)),
+            Err(EngineError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        };
+        let checked =
+            |key: &str, rec: &Option<NetworkRecord>, s: Option<&EndpointSettings>, seq| {
+                let placeholder = NetworkRecord {
+                    id: key.to_string(),
+                    name: key.to_string(),
+                    ..placeholder_network()
+                };
+                endpoint_from(rec.as_ref().unwrap_or(&placeholder), s, seq).map_err(|e| {
+                    EngineError::InvalidParameter(format!("invalid config for network {key}: {e}"))
+                })
+            };
+        let rec = known(&mode_net)?;
+        let mode_id = rec.as_ref().map_or(mode_net.clone(), |r| r.id.clone());
+        let is_mode = |k: &str| {
+            k == mode_net
+                || k == "default"
+                || rec.as_ref().is_some_and(|r| k == r.name || k == r.id)
+        };
         let own = settings.iter().find(|(k, _)| is_mode(k)).map(|(_, v)| v);
         a.endpoints
-            .insert(rec.id.clone(), endpoint_from(&rec, own, 0)?);
+            .insert(mode_id, checked(&mode_net, &rec, own, 0)?);
         let mut others: Vec<(&String, &EndpointSettings)> =
             settings.iter().filter(|(k, _)| !is_mode(k)).collect();
         others.sort_by(|x, y| x.0.cmp(y.0));
         for (key, s) in others {
-            let other = self.find_bridge_network(key)?;
+            let other = known(key)?;
             let seq = a.next_seq();
-            a.endpoints
-                .insert(other.id.clone(), endpoint_from(&other, Some(s), seq)?);
+            let id = other.as_ref().map_or(key.clone(), |r| r.id.clone());
+            a.endpoints.insert(id, checked(key, &other, Some(s), seq)?);
         }
         Ok(a)
     }
@@ -295,6 +342,32 @@ impl Engine {
         let path = net.netns_path(&c.id);
         let (plan, snapshot) = {
             let mut st = net.lock();
+            // Endpoints made for a network that did not exist yet are keyed
+            // by its name: find it now, or fail as dockerd does.
+            let keys: Vec<String> = st
+                .containers
+                .get(&c.id)
+                .map(|a| a.endpoints.keys().cloned().collect())
+                .unwrap_or_default();
+            for key in keys {
+                if st.networks.contains_key(&key) {
+                    continue;
+                }
+                let found = st
+                    .networks
+                    .values()
+                    .find(|n| n.name == key)
+                    .map(|n| n.id.clone());
+                let Some(id) = found else {
+                    return Err(EngineError::NotFound(format!("network {key} not found")));
+                };
+                if let Some(a) = st.containers.get_mut(&c.id) {
+                    if let Some(mut ep) = a.endpoints.remove(&key) {
+                        ep.network_id = id.clone();
+                        a.endpoints.insert(id, ep);
+                    }
+                }
+            }
             let Some(a) = st.containers.get(&c.id).cloned() else {
                 return Err(EngineError::Internal("container has no endpoints".into()));
             };
