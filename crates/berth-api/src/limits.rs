@@ -172,14 +172,7 @@ pub async fn collect_body(
         let frame = match tokio::time::timeout(stall, body.frame()).await {
             Err(_) => return Err(BodyError::Stalled(stall)),
             Ok(None) => return Ok(out.freeze()),
-            // An earlier reader (the debug request log) may have hit the
-            // limit already and passed its verdict on as the body's error.
-            Ok(Some(Err(e))) => {
-                return Err(match e.into_inner().downcast::<BodyError>() {
-                    Ok(earlier) => *earlier,
-                    Err(other) => BodyError::Read(other.to_string()),
-                })
-            }
+            Ok(Some(Err(e))) => return Err(earlier_verdict(e)),
             Ok(Some(Ok(frame))) => frame,
         };
         if let Ok(data) = frame.into_data() {
@@ -188,6 +181,22 @@ pub async fn collect_body(
             }
             out.extend_from_slice(&data);
         }
+    }
+}
+
+/// The error a body failed with. An earlier reader (the debug request log)
+/// may have hit a limit already and passed its [`BodyError`] on as the
+/// body's error, possibly wrapped again by each `Body` layer since.
+fn earlier_verdict(e: axum::Error) -> BodyError {
+    let mut inner = e.into_inner();
+    loop {
+        inner = match inner.downcast::<BodyError>() {
+            Ok(verdict) => return *verdict,
+            Err(other) => match other.downcast::<axum::Error>() {
+                Ok(wrapped) => wrapped.into_inner(),
+                Err(other) => return BodyError::Read(other.to_string()),
+            },
+        };
     }
 }
 
@@ -233,6 +242,19 @@ mod tests {
             ApiError::from(err).status(),
             axum::http::StatusCode::PAYLOAD_TOO_LARGE
         );
+    }
+
+    #[tokio::test]
+    async fn an_earlier_verdict_passes_through_wrapped_bodies() {
+        let failed = futures_util::stream::once(async {
+            Err::<Bytes, _>(BodyError::Stalled(Duration::from_secs(1)))
+        });
+        // Wrapped twice, as the request log's body is by later layers.
+        let body = Body::new(Body::from_stream(failed).map_err(axum::Error::new));
+        let err = collect_body(None, body, 100, BODY_STALL_TIMEOUT)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BodyError::Stalled(_)), "{err}");
     }
 
     #[tokio::test]
