@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use berth_storage::SpaceUsage;
 use bollard_stubs::models::{
     ContainerSummary, ContainerSummaryStateEnum, EventMessage, EventMessageTypeEnum, ImageSummary,
     Volume,
@@ -66,10 +67,15 @@ struct RwSize {
     running: bool,
 }
 
+/// How often the stats sampler asks the driver how full its pools are.
+const SPACE_TTL: Duration = Duration::from_secs(10);
+
 /// Cached sizes and the computations in flight.
 pub(crate) struct DiskUsageCache {
     flights: Mutex<HashMap<DiskUsageOptions, Flight>>,
     rw: Mutex<HashMap<String, RwSize>>,
+    /// The driver's pools, refreshed by the stats sampler.
+    space: Mutex<Option<(Instant, Arc<Vec<SpaceUsage>>)>>,
     volumes: Mutex<Option<(Instant, bool, Vec<Volume>)>>,
     /// Events since the last computation: what to forget.
     events: Mutex<broadcast::Receiver<EventMessage>>,
@@ -84,6 +90,7 @@ impl DiskUsageCache {
         DiskUsageCache {
             flights: Mutex::new(HashMap::new()),
             rw: Mutex::new(HashMap::new()),
+            space: Mutex::new(None),
             volumes: Mutex::new(None),
             events: Mutex::new(events),
         }
@@ -311,6 +318,75 @@ impl Engine {
             },
         );
         size
+    }
+
+    /// The cached writable-layer size of container `id`, however old;
+    /// `None` when never measured (or forgotten after an event of it).
+    pub(crate) fn cached_rw_size(&self, id: &str) -> Option<i64> {
+        lock(&self.df_cache.rw).get(id).map(|c| c.size)
+    }
+
+    /// Keeps the storage figures of `/metrics` and the dashboard fresh
+    /// without a scrape ever measuring: called by the stats sampler each
+    /// tick with the running containers. Measures the writable layers
+    /// whose size is unknown or older than the running TTL, stalest
+    /// first, until `budget` is spent (at least one per tick), and the
+    /// driver's pools every few seconds. Blocking.
+    pub(crate) fn refresh_storage_usage(&self, running: &[&str], budget: Duration) {
+        let started = Instant::now();
+        self.df_cache.apply_events();
+        let due = {
+            let rw = lock(&self.df_cache.rw);
+            let mut due: Vec<(Option<Instant>, &str)> = running
+                .iter()
+                .filter_map(|id| match rw.get(*id) {
+                    None => Some((None, *id)),
+                    Some(c) if !c.running || c.measured.elapsed() >= RUNNING_TTL => {
+                        Some((Some(c.measured), *id))
+                    }
+                    Some(_) => None,
+                })
+                .collect();
+            due.sort();
+            due
+        };
+        for (i, (_, id)) in due.into_iter().enumerate() {
+            if i > 0 && started.elapsed() >= budget {
+                break;
+            }
+            self.rw_size(id, true);
+        }
+        let stale = lock(&self.df_cache.space)
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() >= SPACE_TTL);
+        if stale {
+            let space = Arc::new(self.driver.space());
+            *lock(&self.df_cache.space) = Some((Instant::now(), space));
+        }
+    }
+
+    /// Image layers in the layer store.
+    pub fn layer_count(&self) -> usize {
+        self.layers.list().len()
+    }
+
+    /// The storage driver's pools as last measured (empty before the
+    /// sampler's first tick).
+    pub fn storage_space(&self) -> Arc<Vec<SpaceUsage>> {
+        lock(&self.df_cache.space)
+            .as_ref()
+            .map(|(_, s)| Arc::clone(s))
+            .unwrap_or_default()
+    }
+
+    /// Container `id`'s writable-layer size as last measured and its
+    /// storage size limit (`--storage-opt size=`), for cAdvisor's
+    /// `container_fs_usage_bytes`/`container_fs_limit_bytes`. Never
+    /// measures.
+    pub fn container_fs(&self, id: &str) -> (Option<u64>, Option<u64>) {
+        let usage = self.cached_rw_size(id).map(|s| s.max(0) as u64);
+        let limit = self.layers.get_rw(id).ok().and_then(|l| l.size_limit);
+        (usage, limit)
     }
 
     /// The volumes with UsageData; reused until a volume or container

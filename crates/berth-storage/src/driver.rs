@@ -56,6 +56,17 @@ pub struct Usage {
     pub inodes: Option<u64>,
 }
 
+/// One pool or filesystem the driver's layers live in, and how full it is
+/// (metrics and the dashboard; `docker info` shows the same in words).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpaceUsage {
+    /// What this is: `data`/`metadata` of a thin pool, a zpool's name,
+    /// `filesystem` for the filesystem under the driver's home.
+    pub pool: String,
+    pub used: u64,
+    pub total: u64,
+}
+
 /// A storage driver. Implementations are one module each under `drivers/`.
 ///
 /// All methods are blocking: callers in async code run them on a blocking
@@ -164,6 +175,25 @@ pub trait Driver: Send + Sync {
 
     /// The `DriverStatus` pairs of `docker info`.
     fn status(&self) -> Vec<(String, String)>;
+
+    /// Space in the pools the driver stores into. By default the
+    /// filesystem under the driver's home (btrfs, overlay2, vfs); thin
+    /// pools and zpools report their own. May run a command: callers
+    /// cache it.
+    fn space(&self) -> Vec<SpaceUsage> {
+        match rustix::fs::statvfs(self.home()) {
+            Ok(st) => {
+                let block = st.f_frsize.max(1);
+                let total = st.f_blocks.saturating_mul(block);
+                vec![SpaceUsage {
+                    pool: "filesystem".into(),
+                    used: total.saturating_sub(st.f_bfree.saturating_mul(block)),
+                    total,
+                }]
+            }
+            Err(_) => Vec::new(),
+        }
+    }
 
     /// Lines for the `Warnings` of `docker info` (devicemapper on a
     /// loopback pool, for one). None by default.

@@ -11,7 +11,7 @@ pub mod drivers;
 pub mod error;
 pub mod layer_store;
 
-pub use driver::{Driver, RwLayerOpts, Usage};
+pub use driver::{Driver, RwLayerOpts, SpaceUsage, Usage};
 pub use drivers::{open_driver, DriverConfig};
 pub use error::{Result, StorageError};
 pub use layer_store::{

@@ -21,6 +21,10 @@ pub struct CgroupSample {
     pub memory: MemoryStats,
     pub blkio: BlkioStats,
     pub pids: PidsStats,
+    /// Processes the kernel's OOM killer killed in the cgroup (v1
+    /// `memory.oom_control`, v2 `memory.events` `oom_kill`), for
+    /// `container_oom_events_total`; not part of dockerd's stats body.
+    pub oom_kills: u64,
 }
 
 /// Reads container cgroups of one cgroup version.
@@ -32,6 +36,17 @@ pub trait CgroupReader: Send + Sync {
     /// (a controller may not be mounted); `None` when the cgroup is gone.
     /// `machine_memory` caps the memory limit, as dockerd reports it.
     fn read(&self, paths: &ControllerPaths, machine_memory: u64) -> Option<CgroupSample>;
+
+    /// The pids in the cgroup at `paths` (its `cgroup.procs`), for the
+    /// dashboard's process table; empty when the cgroup is gone.
+    fn procs(&self, paths: &ControllerPaths) -> Vec<u32>;
+}
+
+/// A `cgroup.procs` file's pids.
+pub fn read_procs(dir: &Path) -> Vec<u32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;

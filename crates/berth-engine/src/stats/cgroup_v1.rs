@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::cgroup::{read_keyed, read_str, read_u64, CgroupReader, CgroupSample, ControllerPaths};
+use super::cgroup::{
+    read_keyed, read_procs, read_str, read_u64, CgroupReader, CgroupSample, ControllerPaths,
+};
 use super::response::{
     BlkioStatEntry, BlkioStats, CpuStats, CpuUsage, MemoryStats, PidsStats, ThrottlingData,
 };
@@ -107,7 +109,21 @@ impl CgroupReader for V1Reader {
                     limit: read_u64(&d, "pids.max", 0).unwrap_or(0),
                 })
                 .unwrap_or_default(),
+            oom_kills: memory_dir
+                .as_deref()
+                .and_then(|d| read_keyed(d, "memory.oom_control").get("oom_kill").copied())
+                .unwrap_or(0),
         })
+    }
+
+    fn procs(&self, paths: &ControllerPaths) -> Vec<u32> {
+        // Any controller the container is in lists the same processes.
+        ["pids", "memory", "cpuacct"]
+            .iter()
+            .filter_map(|c| self.dir(paths, c))
+            .map(|d| read_procs(&d))
+            .find(|p| !p.is_empty())
+            .unwrap_or_default()
     }
 }
 

@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::cgroup::{read_keyed, read_str, read_u64, CgroupReader, CgroupSample, ControllerPaths};
+use super::cgroup::{
+    read_keyed, read_procs, read_str, read_u64, CgroupReader, CgroupSample, ControllerPaths,
+};
 use super::response::{
     BlkioStatEntry, BlkioStats, CpuStats, CpuUsage, MemoryStats, PidsStats, ThrottlingData,
 };
@@ -79,7 +81,18 @@ impl CgroupReader for V2Reader {
                 current: read_u64(&dir, "pids.current", 0).unwrap_or(0),
                 limit: read_u64(&dir, "pids.max", 0).unwrap_or(0),
             },
+            oom_kills: read_keyed(&dir, "memory.events")
+                .get("oom_kill")
+                .copied()
+                .unwrap_or(0),
         })
+    }
+
+    fn procs(&self, paths: &ControllerPaths) -> Vec<u32> {
+        match paths.get("").map(|p| p.trim_start_matches('/')) {
+            Some(rel) if !rel.is_empty() => read_procs(&self.root.join(rel)),
+            _ => Vec::new(),
+        }
     }
 }
 

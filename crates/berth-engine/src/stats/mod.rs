@@ -7,7 +7,9 @@
 pub mod cgroup;
 mod cgroup_v1;
 mod cgroup_v2;
+pub mod history;
 mod host;
+pub mod processes;
 pub mod response;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -22,6 +24,8 @@ use crate::containers::store::ContainerHandle;
 use crate::engine::Engine;
 use crate::error::Result;
 use cgroup::{CgroupReader, CgroupSample, ControllerPaths};
+use history::{HostPoint, Point, Ring, HISTORY_POINTS};
+use processes::ProcessInfo;
 pub use response::ContainerStats;
 use response::{GoTime, NetworkStats};
 
@@ -50,6 +54,8 @@ struct Target {
     pid: u32,
     /// The cgroupsPath runc was given, for when /proc cannot tell.
     cgroup_fallback: String,
+    /// The writable layer's size as the storage cache last measured it.
+    fs: Option<u64>,
 }
 
 struct Tracked {
@@ -57,6 +63,22 @@ struct Tracked {
     pid: u32,
     paths: ControllerPaths,
     samples: VecDeque<Arc<Sample>>,
+    /// The dashboard's long history (one compact point per tick).
+    history: Ring<Point>,
+}
+
+/// A running container's newest sample as `/metrics` and the dashboard
+/// read it.
+#[derive(Debug, Clone)]
+pub struct ContainerSnapshot {
+    pub id: String,
+    pub name: String,
+    /// The container's cgroup path (`/berth/<id>` unless a cgroup parent
+    /// moved it): cAdvisor's `id` label.
+    pub cgroup: String,
+    pub latest: Arc<Sample>,
+    /// The newest compact point (with the cached writable-layer size).
+    pub point: Point,
 }
 
 /// What the last tick did, for the debug dump.
@@ -79,6 +101,8 @@ struct Shared {
     wake: Condvar,
     closed: AtomicBool,
     report: Mutex<TickReport>,
+    /// The host's CPU, memory and load, one point per tick.
+    host: RwLock<Ring<HostPoint>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -114,6 +138,7 @@ impl StatsSampler {
                 wake: Condvar::new(),
                 closed: AtomicBool::new(false),
                 report: Mutex::new(TickReport::default()),
+                host: RwLock::new(Ring::new(HISTORY_POINTS)),
             }),
         }
     }
@@ -145,6 +170,80 @@ impl StatsSampler {
         lock(&self.shared.report).clone()
     }
 
+    /// The machine's memory in bytes, as the sampler caps limits with it.
+    pub fn machine_memory(&self) -> u64 {
+        self.shared.machine_memory
+    }
+
+    /// Ticks so far; bumped after each one (for readers that cache per tick).
+    pub fn ticks(&self) -> u64 {
+        *self.shared.tick.borrow()
+    }
+
+    /// Every running container's newest sample, unordered: what
+    /// `/metrics` and the dashboard's table read. Arcs only; no copy of
+    /// the samples.
+    pub fn snapshot(&self) -> Vec<ContainerSnapshot> {
+        let windows = self.shared.read_windows();
+        windows
+            .iter()
+            .filter_map(|(id, t)| {
+                Some(ContainerSnapshot {
+                    id: id.clone(),
+                    name: t.name.clone(),
+                    cgroup: cgroup_label(&t.paths, id),
+                    latest: Arc::clone(t.samples.back()?),
+                    point: t.history.last()?,
+                })
+            })
+            .collect()
+    }
+
+    /// The long history of `id` after `since` (Unix ms), oldest first;
+    /// `None` when the container is not being sampled.
+    pub fn history(&self, id: &str, since: Option<i64>) -> Option<Vec<Point>> {
+        let windows = self.shared.read_windows();
+        let t = windows.get(id)?;
+        Some(match since {
+            Some(s) => t.history.filtered(|p| p.t > s),
+            None => t.history.tail(HISTORY_POINTS),
+        })
+    }
+
+    /// The newest `n` points of every sampled container, for sparklines.
+    pub fn history_tails(&self, n: usize) -> HashMap<String, Vec<Point>> {
+        self.shared
+            .read_windows()
+            .iter()
+            .map(|(id, t)| (id.clone(), t.history.tail(n)))
+            .collect()
+    }
+
+    /// The host's history after `since` (Unix ms), oldest first.
+    pub fn host_history(&self, since: Option<i64>) -> Vec<HostPoint> {
+        let host = self.shared.host.read().unwrap_or_else(|e| e.into_inner());
+        match since {
+            Some(s) => host.filtered(|p| p.t > s),
+            None => host.tail(HISTORY_POINTS),
+        }
+    }
+
+    /// The host's newest point.
+    pub fn host_latest(&self) -> Option<HostPoint> {
+        self.shared
+            .host
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .last()
+    }
+
+    /// The processes of a sampled container (`None` when it is not
+    /// sampled), from the cgroup the sampler found it in.
+    pub fn processes(&self, id: &str) -> Option<Vec<ProcessInfo>> {
+        let paths = self.shared.read_windows().get(id)?.paths.clone();
+        Some(processes::read_processes(&self.shared.reader.procs(&paths)))
+    }
+
     /// Stops sampling and ends every stats stream (daemon shutdown).
     pub fn close(&self) {
         self.shared.closed.store(true, Ordering::SeqCst);
@@ -162,7 +261,20 @@ impl Drop for StatsSampler {
     }
 }
 
+/// cAdvisor's `id` label: the container's cgroup path (v2 unified, else
+/// the v1 cpu or memory hierarchy's), `/berth/<id>` when not known.
+fn cgroup_label(paths: &ControllerPaths, id: &str) -> String {
+    ["", "cpu", "memory"]
+        .iter()
+        .find_map(|c| paths.get(*c).filter(|p| p.len() > 1).cloned())
+        .unwrap_or_else(|| format!("/berth/{id}"))
+}
+
 impl Shared {
+    fn read_windows(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Tracked>> {
+        self.windows.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn run(&self, engine: Weak<Engine>) {
         loop {
             let started = Instant::now();
@@ -170,7 +282,15 @@ impl Shared {
             let targets = e.stats_targets();
             drop(e);
             self.sample(&targets, started);
-            let deadline = started + *lock(&self.interval);
+            let interval = *lock(&self.interval);
+            if let Some(e) = engine.upgrade() {
+                // Writable-layer sizes and pool use, on the same cadence but
+                // within a slice of the interval: some drivers measure by
+                // running a command or walking a directory.
+                let ids: Vec<&str> = targets.iter().map(|t| t.id.as_str()).collect();
+                e.refresh_storage_usage(&ids, interval / 20);
+            }
+            let deadline = started + interval;
             let mut stop = lock(&self.stop);
             while !*stop {
                 let now = Instant::now();
@@ -219,6 +339,11 @@ impl Shared {
             fresh.push((t, paths, at, sample));
         }
         let after = (Instant::now(), host::system_cpu());
+        let t_ms = read.timestamp_millis();
+        self.host
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(history::read_host(t_ms));
         let fresh: Vec<_> = fresh
             .into_iter()
             .map(|(t, paths, at, mut sample)| {
@@ -238,6 +363,7 @@ impl Shared {
                     pid: t.pid,
                     paths: ControllerPaths::new(),
                     samples: VecDeque::with_capacity(WINDOW),
+                    history: Ring::new(HISTORY_POINTS),
                 });
                 if tracked.pid != t.pid {
                     // A restart: the old process's counters do not carry over.
@@ -249,6 +375,12 @@ impl Shared {
                 if tracked.samples.len() == WINDOW {
                     tracked.samples.pop_front();
                 }
+                tracked.history.push(Point::from_sample(
+                    t_ms,
+                    &sample.cgroup,
+                    &sample.networks,
+                    t.fs,
+                ));
                 tracked.samples.push_back(sample);
                 next.insert(t.id.clone(), tracked);
             }
@@ -499,9 +631,21 @@ impl Engine {
                     name: c.name.clone(),
                     pid: c.state.pid,
                     cgroup_fallback: format!("{}/{}", parent.trim_end_matches('/'), c.id),
+                    fs: self.cached_rw_size(&c.id).map(|s| s.max(0) as u64),
                 })
             })
             .collect()
+    }
+
+    /// A copy of every container's record (any state), for the metrics
+    /// labels and the dashboard's table.
+    pub fn container_records(&self) -> Vec<crate::containers::record::Container> {
+        self.containers.all().iter().map(|h| h.snapshot()).collect()
+    }
+
+    /// A copy of container `id`'s record (full ID or name).
+    pub fn container_record(&self, id: &str) -> Option<crate::containers::record::Container> {
+        self.containers.resolve(id).ok().map(|h| h.snapshot())
     }
 
     /// `GET /containers/{id}/stats?stream=&one-shot=`: answered from the
@@ -560,6 +704,7 @@ mod tests {
             name: format!("/{id}"),
             pid: 0,
             cgroup_fallback: format!("/berth/{id}"),
+            fs: None,
         }
     }
 

@@ -690,6 +690,21 @@ impl Driver for DeviceMapper {
         })
     }
 
+    fn space(&self) -> Vec<crate::driver::SpaceUsage> {
+        let st = self.lock();
+        let Some(pool) = self.pool_status(&st) else {
+            return Vec::new();
+        };
+        [("data", pool.data), ("metadata", pool.metadata)]
+            .into_iter()
+            .map(|(name, s)| crate::driver::SpaceUsage {
+                pool: name.to_string(),
+                used: s.used,
+                total: s.total,
+            })
+            .collect()
+    }
+
     fn status(&self) -> Vec<(String, String)> {
         let st = self.lock();
         let pool = self.pool_status(&st).unwrap_or_default();

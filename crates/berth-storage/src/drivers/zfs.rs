@@ -440,6 +440,24 @@ impl Driver for Zfs {
         })
     }
 
+    /// The parent dataset's `used` against `used + available` (what
+    /// its layers can grow into, quota included), named after the zpool.
+    fn space(&self) -> Vec<crate::driver::SpaceUsage> {
+        let pool = self.fsname.split('/').next().unwrap_or(&self.fsname);
+        let props: HashMap<String, String> = cli::get(&self.fsname, &["used", "available"])
+            .map(|p| p.into_iter().collect())
+            .unwrap_or_default();
+        let bytes = |key: &str| props.get(key).and_then(|v| cli::size_value(v));
+        match (bytes("used"), bytes("available")) {
+            (Some(used), Some(available)) => vec![crate::driver::SpaceUsage {
+                pool: pool.to_string(),
+                used,
+                total: used + available,
+            }],
+            _ => Vec::new(),
+        }
+    }
+
     fn status(&self) -> Vec<(String, String)> {
         let pool_name = self
             .fsname
