@@ -5,6 +5,7 @@
 //! It knows nothing of filesystems or cgroups; berthd binds the sockets and
 //! hands them over, this crate serves them (TLS and connection limits included).
 
+pub mod api_metrics;
 pub mod error;
 pub mod filters;
 pub mod hijack;
@@ -29,6 +30,7 @@ use berth_engine::Engine;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceBuilder;
 
+pub use api_metrics::ApiMetrics;
 pub use error::ApiError;
 pub use limits::Limits;
 pub use routes::AppState;
@@ -37,7 +39,16 @@ pub use server::{ApiService, Listener, Server};
 /// The complete API service for `engine`: version prefixes stripped,
 /// dockerd's headers on every response, requests logged under `-D`.
 pub fn service(engine: Arc<Engine>) -> ApiService {
-    let router = routes::router(AppState { engine });
+    service_with_metrics(engine, Arc::new(ApiMetrics::default()))
+}
+
+/// [`service`], counting requests into `api_metrics` (which berthd also
+/// hands to the `/metrics` registry).
+pub fn service_with_metrics(engine: Arc<Engine>, api_metrics: Arc<ApiMetrics>) -> ApiService {
+    let router = routes::router(AppState {
+        engine,
+        api_metrics,
+    });
     let svc = ServiceBuilder::new()
         .map_request(|req: hyper::Request<hyper::body::Incoming>| req.map(Body::new))
         .layer(request_log::RequestLogLayer)

@@ -30,11 +30,14 @@ use crate::version;
 pub struct AppState {
     /// The engine every handler calls into.
     pub engine: Arc<Engine>,
+    /// Request counts and latencies by route, for `/metrics`.
+    pub api_metrics: Arc<crate::ApiMetrics>,
 }
 
 /// Every route, with version checking on the matched ones and dockerd's
 /// 404 for everything else.
 pub fn router(state: AppState) -> Router {
+    let api_metrics = Arc::clone(&state.api_metrics);
     Router::new()
         .merge(system::routes())
         .merge(images::routes())
@@ -47,6 +50,12 @@ pub fn router(state: AppState) -> Router {
         .merge(stats::routes())
         .merge(df::routes())
         .route_layer(axum::middleware::from_fn(version::check_version))
+        // Outermost of the route layers: requests refused for their API
+        // version are counted too.
+        .route_layer(axum::middleware::from_fn_with_state(
+            api_metrics,
+            crate::api_metrics::track,
+        ))
         .fallback(unmatched)
         .method_not_allowed_fallback(unmatched)
         .with_state(state)
