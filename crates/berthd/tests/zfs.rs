@@ -141,8 +141,7 @@ fn zfs_off_a_dataset_is_refused() {
         .data_root(&root)
         .storage_driver("zfs")
         .try_start()
-        .err()
-        .expect("berthd started zfs on a data root that is not a dataset");
+        .expect_err("berthd started zfs on a data root that is not a dataset");
     assert!(failure.exit.is_some(), "{failure}");
     assert!(failure.log.contains("not on a ZFS dataset"), "{failure}");
 }
