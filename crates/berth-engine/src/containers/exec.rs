@@ -222,8 +222,10 @@ impl Engine {
                 return Err(e);
             }
         };
+        // The end of the client's stdin is the program's EOF, except on a
+        // TTY, whose client only "ends" by detaching (as in dockerd).
         let hub =
-            StreamHub::connect(&self.runtime, &process, stdin, true, exec.output.clone()).await?;
+            StreamHub::connect(&self.runtime, &process, stdin, !tty, exec.output.clone()).await?;
         *exec.hub.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&hub));
         {
             let mut st = exec.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -121,7 +121,7 @@ impl Engine {
         }
         let process = self.init_process(&c.id);
         let stdin_open = c.config.open_stdin.unwrap_or(false);
-        let stdin_once = c.config.stdin_once.unwrap_or(false);
+        let stdin_once = closes_stdin_once(&c);
         let hub = StreamHub::connect(
             &self.runtime,
             &process,
@@ -786,7 +786,7 @@ impl Engine {
                     let process = self.init_process(&c.id);
                     if c.state.status != Status::Restarting && self.runtime.alive(&process) {
                         let stdin_open = c.config.open_stdin.unwrap_or(false);
-                        let once = c.config.stdin_once.unwrap_or(false);
+                        let once = closes_stdin_once(&c);
                         let out = handle.output.clone();
                         match StreamHub::connect(&self.runtime, &process, stdin_open, once, out)
                             .await
@@ -840,6 +840,14 @@ fn mount_spec(m: &MountRecord) -> MountSpec {
         options: m.options.clone(),
         propagation: (!m.propagation.is_empty()).then(|| m.propagation.clone()),
     }
+}
+
+/// Whether the end of an attached stdin closes the program's stdin: with
+/// StdinOnce, and (as in dockerd) only without a TTY. A TTY client's
+/// stdin "ends" whenever it detaches (the CLI eats ctrl-p ctrl-q and drops
+/// the connection), and the next `docker attach` must still reach the shell.
+fn closes_stdin_once(c: &Container) -> bool {
+    c.config.stdin_once.unwrap_or(false) && !c.config.tty.unwrap_or(false)
 }
 
 /// Whether the restart policy brings a container back after this exit.
