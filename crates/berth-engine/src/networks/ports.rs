@@ -404,7 +404,10 @@ mod tests {
             host_ports: (port, port),
             ..req.clone()
         };
-        let err = t.reserve("b", &[again.clone()]).unwrap_err().to_string();
+        let err = t
+            .reserve("b", std::slice::from_ref(&again))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             format!("Bind for 127.0.0.1:{port} failed: port is already allocated")
