@@ -40,6 +40,8 @@ pub struct EngineConfig {
     pub init_binary: Option<PathBuf>,
     /// Insecure registries, mirrors and the registry certificates directory.
     pub registry: crate::distribution::RegistryOptions,
+    /// Seccomp, no-new-privileges and user namespace remapping defaults.
+    pub security: crate::security::SecurityConfig,
 }
 
 /// The engine. Cheap to share behind an `Arc`.
@@ -54,6 +56,8 @@ pub struct Engine {
     pub(crate) containers: ContainerStore,
     pub(crate) execs: ExecStore,
     pub(crate) runtime: Runtime,
+    /// The isolation policy containers get (resolved at open).
+    pub(crate) security: crate::security::SecurityPolicy,
     pub(crate) stats: crate::stats::StatsSampler,
     pub(crate) settings: crate::monitoring::SettingsCell,
     pub(crate) df_cache: crate::disk_usage::DiskUsageCache,
@@ -75,9 +79,16 @@ impl Engine {
     /// [`Engine::open`] with bridge networking configured (berthd); without
     /// it containers get a namespace with loopback only.
     pub fn open_with_network(
-        config: EngineConfig,
+        mut config: EngineConfig,
         network: Option<crate::networks::NetworkConfig>,
     ) -> Result<Arc<Engine>> {
+        let security = crate::security::SecurityPolicy::probe(&config.security)?;
+        if let Some(remap) = &security.userns {
+            // Everything lives under a root of this mapping's own, so a
+            // change of --userns-remap never mixes ownerships (dockerd's
+            // `<data-root>/<uid>.<gid>`).
+            config.data_root = remap.prepare_data_root(&config.data_root)?;
+        }
         std::fs::create_dir_all(&config.data_root)
             .map_err(|e| EngineError::io(format!("create {}", config.data_root.display()), e))?;
         std::fs::create_dir_all(&config.exec_root)
@@ -88,9 +99,11 @@ impl Engine {
             options: config.storage_opts.clone(),
         })?;
         crate::scratch::clear(&config.data_root)?;
-        let layers = LayerStore::open(&config.data_root, driver.clone())?;
+        let layers =
+            LayerStore::open(&config.data_root, driver.clone())?.with_id_map(security.id_map());
         let images = ImageStore::open(&config.data_root)?;
-        let volumes = crate::volumes::VolumeStore::open(&config.data_root)?;
+        let volumes = crate::volumes::VolumeStore::open(&config.data_root)?
+            .with_data_owner(security.id_map().root());
         let networks =
             crate::networks::Networking::open(&config.data_root, &config.exec_root, network)?;
         let distribution =
@@ -118,6 +131,7 @@ impl Engine {
             containers: ContainerStore::default(),
             execs: ExecStore::default(),
             runtime,
+            security,
             stats: crate::stats::StatsSampler::new(),
             settings: crate::monitoring::SettingsCell::new(debug),
             df_cache,

@@ -17,6 +17,7 @@ pub mod progress;
 pub mod runtime;
 mod scratch;
 pub mod monitoring;
+pub mod security;
 pub mod stats;
 pub mod system;
 pub mod volumes;

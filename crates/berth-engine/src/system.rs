@@ -97,6 +97,7 @@ impl Engine {
         }
         // The storage driver's own (devicemapper on loop files, for one).
         warnings.extend(self.driver.warnings());
+        warnings.extend(self.security.warnings());
         SystemInfo {
             id: Some(id),
             containers: Some(0),
@@ -196,7 +197,10 @@ impl Engine {
             init_commit: Some(Commit {
                 id: Some("N/A".to_string()),
             }),
-            security_options: Some(Vec::new()),
+            security_options: Some(
+                self.security
+                    .security_options(crate::runtime::spec::private_cgroupns_by_default()),
+            ),
             warnings: Some(warnings),
             cdi_spec_dirs: Some(Vec::new()),
             ..Default::default()

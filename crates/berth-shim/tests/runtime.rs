@@ -150,6 +150,7 @@ impl World {
             hostname_path: &d.join("hostname"),
             network: NetworkMode::Private,
             init_binary: init,
+            security: &Default::default(),
         })?;
         self.ids.push(id.clone());
         self.shim_state_dirs.push(self.state_dir(&id));

@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 
 use crate::archive::{self, ApplyStats, Change, SplitRecorder, WhiteoutFormat};
 use crate::error::Result;
+use crate::idmap::IdMap;
 
 /// Options for a container's writable layer (from `--storage-opt`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -104,17 +105,19 @@ pub trait Driver: Send + Sync {
     /// Releases one `mount` of `id`; the last release unmounts.
     fn unmount(&self, id: &str) -> Result<()>;
 
-    /// Unpacks a layer tar into the freshly created layer `id`.
+    /// Unpacks a layer tar into the freshly created layer `id`, its owners
+    /// translated to the host by `ids` (`--userns-remap`).
     fn apply_diff(
         &self,
         id: &str,
         parent: Option<&str>,
         tar: &mut dyn Read,
         split: Option<&mut SplitRecorder>,
+        ids: &IdMap,
     ) -> Result<ApplyStats> {
         let _ = parent;
         let root = self.mount(id)?;
-        let result = archive::apply_layer(&root, &[], tar, WhiteoutFormat::Delete, split);
+        let result = archive::apply_layer(&root, &[], tar, WhiteoutFormat::Delete, split, ids);
         let unmounted = self.unmount(id);
         let stats = result?;
         unmounted?;
@@ -152,11 +155,12 @@ pub trait Driver: Send + Sync {
     }
 
     /// Writes the tar of `id`'s changes relative to `parent` (commit, export
-    /// of a layer). The tar uses the standard `.wh.` whiteout form.
-    fn diff(&self, id: &str, parent: Option<&str>, out: &mut dyn Write) -> Result<()> {
+    /// of a layer). The tar uses the standard `.wh.` whiteout form; owners
+    /// are written as the container sees them (`ids` translated back).
+    fn diff(&self, id: &str, parent: Option<&str>, out: &mut dyn Write, ids: &IdMap) -> Result<()> {
         let changes = self.changes(id, parent)?;
         let upper = self.mount(id)?;
-        let result = archive::write_changes(&upper, &changes, out);
+        let result = archive::write_changes(&upper, &changes, out, ids);
         let _ = self.unmount(id);
         result
     }

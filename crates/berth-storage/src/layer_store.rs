@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::archive::{self, SplitRecorder};
 use crate::driver::{Driver, RwLayerOpts, Usage};
 use crate::error::{Result, StorageError};
+use crate::idmap::IdMap;
 
 /// A layer's chain ID (`sha256:<hex>`).
 pub type ChainId = String;
@@ -80,6 +81,8 @@ pub struct LayerStore {
     root: PathBuf,
     driver: Arc<dyn Driver>,
     state: Mutex<State>,
+    /// `--userns-remap`: whose ids layers are stored with.
+    ids: IdMap,
 }
 
 /// The chain ID of `diff_id` on top of `parent`.
@@ -154,7 +157,50 @@ impl LayerStore {
             root,
             driver,
             state: Mutex::new(State::default()),
+            ids: IdMap::identity(),
         })
+    }
+
+    /// Stores layers for containers remapped by `ids`: unpacked owners are
+    /// translated to the host, every new layer's root belongs to the
+    /// remapped root, and diffs are written with the container's ids. The
+    /// data root must be one of its own per mapping (dockerd's
+    /// `<data-root>/<uid>.<gid>`), so ownerships never mix.
+    pub fn with_id_map(mut self, ids: IdMap) -> LayerStore {
+        self.ids = ids;
+        self
+    }
+
+    /// The id mapping layers are stored with.
+    pub fn id_map(&self) -> &IdMap {
+        &self.ids
+    }
+
+    /// Gives a new layer's root directory to the remapped root when the
+    /// driver made it for the daemon (`0:0`); a root inherited from a
+    /// parent layer keeps its owner.
+    fn own_root(&self, id: &str) -> Result<()> {
+        if self.ids.is_identity() {
+            return Ok(());
+        }
+        let root = self.driver.content_root(id)?;
+        let owned = (|| -> Result<()> {
+            let st =
+                rustix::fs::stat(&root).map_err(|e| StorageError::at(&root, "stat", e.into()))?;
+            if (st.st_uid, st.st_gid) == (0, 0) {
+                let (uid, gid) = self.ids.root();
+                rustix::fs::chown(
+                    &root,
+                    Some(rustix::fs::Uid::from_raw(uid)),
+                    Some(rustix::fs::Gid::from_raw(gid)),
+                )
+                .map_err(|e| StorageError::at(&root, "chown", e.into()))?;
+            }
+            Ok(())
+        })();
+        let released = self.driver.release_content_root(id);
+        owned?;
+        released
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -282,6 +328,7 @@ impl LayerStore {
         crate::atomic::sync_dir(&self.root.join("tmp"))?;
         self.driver
             .create(cache_id, parent.map(|p| p.cache_id.as_str()))?;
+        self.own_root(cache_id)?;
         let (_, plain) = archive::decompress(input)?;
         let mut reader = DigestReader {
             inner: plain,
@@ -294,6 +341,7 @@ impl LayerStore {
             parent.map(|p| p.cache_id.as_str()),
             &mut reader,
             Some(&mut split),
+            &self.ids,
         )?;
         let tar_size = split.finish()?;
         if tar_size != reader.count {
@@ -448,6 +496,7 @@ impl LayerStore {
             let below = match (&layer.init_id, init) {
                 (Some(init_id), Some(fill)) => {
                     self.driver.create(init_id, parent_cache)?;
+                    self.own_root(init_id)?;
                     let root = self.driver.mount(init_id)?;
                     let filled = fill(&root);
                     self.driver.unmount(init_id)?;
@@ -456,7 +505,8 @@ impl LayerStore {
                 }
                 _ => parent_cache,
             };
-            self.driver.create_rw(&layer.mount_id, below, opts)
+            self.driver.create_rw(&layer.mount_id, below, opts)?;
+            self.own_root(&layer.mount_id)
         });
         if let Err(e) = made {
             let _ = self.driver.remove(&layer.mount_id);
@@ -536,7 +586,8 @@ impl LayerStore {
     pub fn rw_diff(&self, name: &str, out: &mut dyn Write) -> Result<()> {
         let layer = self.get_rw(name)?;
         let parent = self.rw_parent_cache(&layer);
-        self.driver.diff(&layer.mount_id, parent.as_deref(), out)
+        self.driver
+            .diff(&layer.mount_id, parent.as_deref(), out, &self.ids)
     }
 
     /// Space the container's writable layer uses (`SizeRw`).

@@ -208,6 +208,28 @@ pub struct Flags {
     /// Bridge networking (`--bridge`, `--bip`, ...).
     #[command(flatten)]
     pub network: crate::network_flags::NetworkFlags,
+    /// User/Group setting for user namespaces
+    #[arg(
+        id = "userns-remap",
+        long = "userns-remap",
+        value_name = "USER[:GROUP]"
+    )]
+    pub userns_remap: Option<String>,
+
+    /// Set no-new-privileges by default for new containers
+    #[arg(
+        id = "no-new-privileges",
+        long = "no-new-privileges",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    pub no_new_privileges: Option<bool>,
+
+    /// Path to seccomp profile. Use "unconfined" to disable the default seccomp profile
+    #[arg(id = "seccomp-profile", long = "seccomp-profile", value_name = "PATH")]
+    pub seccomp_profile: Option<String>,
 }
 
 /// A runtime of daemon.json's `runtimes` map.
@@ -266,6 +288,12 @@ pub struct DaemonConfig {
     /// Bridge networking, read by `network_flags` (not by this struct's serde).
     #[serde(skip)]
     pub network: crate::network_flags::NetworkSettings,
+    /// `--userns-remap` (empty: off).
+    pub userns_remap: String,
+    /// `--no-new-privileges` for every new container.
+    pub no_new_privileges: bool,
+    /// `--seccomp-profile`: `builtin` (also when empty), `unconfined` or a path.
+    pub seccomp_profile: String,
 }
 
 impl Default for DaemonConfig {
@@ -300,6 +328,9 @@ impl Default for DaemonConfig {
             insecure_tcp: false,
             api_max_connections: berth_api::Limits::default().max_connections,
             network: Default::default(),
+            userns_remap: String::new(),
+            no_new_privileges: false,
+            seccomp_profile: String::new(),
         }
     }
 }
@@ -542,6 +573,15 @@ impl Flags {
         if let Some(n) = self.api_max_connections {
             config.api_max_connections = n;
         }
+        if let Some(r) = &self.userns_remap {
+            config.userns_remap = r.clone();
+        }
+        if let Some(b) = self.no_new_privileges {
+            config.no_new_privileges = b;
+        }
+        if let Some(p) = &self.seccomp_profile {
+            config.seccomp_profile = p.clone();
+        }
     }
 }
 
@@ -736,6 +776,28 @@ mod tests {
         assert_eq!(c.storage_opts, vec!["a=b"]);
         assert!(c.debug);
         assert_eq!(c.group.as_deref(), Some("adm"));
+    }
+
+    #[test]
+    fn security_keys_come_from_flags_or_file() {
+        let c = parse(
+            &["--no-new-privileges", "--seccomp-profile", "unconfined"],
+            Some(r#"{"userns-remap": "default"}"#),
+        )
+        .unwrap();
+        assert!(c.no_new_privileges);
+        assert_eq!(c.seccomp_profile, "unconfined");
+        assert_eq!(c.userns_remap, "default");
+        let c = parse(
+            &["--userns-remap=berthremap:berthremap"],
+            Some(r#"{"no-new-privileges": true, "seccomp-profile": "/p.json"}"#),
+        )
+        .unwrap();
+        assert_eq!(c.userns_remap, "berthremap:berthremap");
+        assert!(c.no_new_privileges);
+        assert_eq!(c.seccomp_profile, "/p.json");
+        assert!(parse(&["--userns-remap", "a"], Some(r#"{"userns-remap": "b"}"#)).is_err());
+        assert!(!DaemonConfig::default().no_new_privileges);
     }
 
     #[test]

@@ -132,6 +132,11 @@ async fn run(
             .clone()
             .or_else(|| find_in_path("tini-static")),
         registry: config.registry_options(),
+        security: berth_engine::security::SecurityConfig {
+            seccomp_profile: config.seccomp_profile.clone(),
+            no_new_privileges: config.no_new_privileges,
+            userns_remap: config.userns_remap.clone(),
+        },
     };
     if !engine_config
         .runtimes

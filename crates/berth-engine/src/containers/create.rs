@@ -515,8 +515,9 @@ fn requested_mounts(config: &ContainerConfig, host: &HostConfig) -> Result<Vec<M
 
 /// dockerd's init layer: the mount points and placeholder files every
 /// container gets, made where the image lacks them (never through a
-/// symlink of the image: everything is resolved beneath the layer root).
-fn fill_init_layer(root: &Path) -> berth_storage::Result<()> {
+/// symlink of the image: everything is resolved beneath the layer root),
+/// owned by container root (`owner` on the host under `--userns-remap`).
+fn fill_init_layer(root: &Path, owner: (u32, u32)) -> berth_storage::Result<()> {
     use berth_storage::archive::beneath::{ensure_dir, open_dir, open_root, split_leaf};
     use rustix::fs::{AtFlags, Mode, OFlags};
     let rootfd = open_root(root)?;
@@ -527,9 +528,13 @@ fn fill_init_layer(root: &Path) -> berth_storage::Result<()> {
             None => false,
         })
     };
+    let mut made: Vec<std::path::PathBuf> = Vec::new();
     for dir in ["dev/pts", "dev/shm", "proc", "sys", "etc"] {
         if !exists(dir)? {
-            ensure_dir(&rootfd, Path::new(dir), |_| Ok(()))?;
+            ensure_dir(&rootfd, Path::new(dir), |p| {
+                made.push(p.to_path_buf());
+                Ok(())
+            })?;
         }
     }
     for file in [
@@ -543,7 +548,11 @@ fn fill_init_layer(root: &Path) -> berth_storage::Result<()> {
             continue;
         }
         let (parent, name) = split_leaf(Path::new(file));
-        let dir = ensure_dir(&rootfd, parent, |_| Ok(()))?;
+        let dir = ensure_dir(&rootfd, parent, |p| {
+            made.push(p.to_path_buf());
+            Ok(())
+        })?;
+        made.push(Path::new(file).to_path_buf());
         rustix::fs::openat(
             &dir,
             name,
@@ -556,6 +565,24 @@ fn fill_init_layer(root: &Path) -> berth_storage::Result<()> {
         let dir = ensure_dir(&rootfd, Path::new("etc"), |_| Ok(()))?;
         rustix::fs::symlinkat("/proc/mounts", &dir, "mtab")
             .map_err(|e| berth_storage::StorageError::io("init layer etc/mtab", e.into()))?;
+        made.push("etc/mtab".into());
+    }
+    if owner != (0, 0) {
+        for rel in &made {
+            let (parent, name) = split_leaf(rel);
+            if let Some(dir) = open_dir(&rootfd, parent)? {
+                rustix::fs::chownat(
+                    &dir,
+                    name,
+                    Some(rustix::fs::Uid::from_raw(owner.0)),
+                    Some(rustix::fs::Gid::from_raw(owner.1)),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(|e| {
+                    berth_storage::StorageError::io(format!("init layer {rel:?}"), e.into())
+                })?;
+            }
+        }
     }
     Ok(())
 }
@@ -604,6 +631,7 @@ impl Engine {
         let image = self.images.resolve(&image_name)?;
         validate_host_config(&host)?;
         let networks = self.plan_networks(&host, networking.as_ref())?;
+        crate::runtime::spec::check_isolation(&host, &self.security)?;
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => validate_name(&n)?,
             None => format!("/{}", generate_name(&self.containers)),
@@ -652,11 +680,12 @@ impl Engine {
         let top = image.top_layer.clone();
         let layer_id = id.clone();
         let made = tokio::task::spawn_blocking(move || {
+            let owner = engine.layers.id_map().root();
             engine.layers.create_rw_with_init(
                 &layer_id,
                 top.as_deref(),
                 &RwLayerOpts { size },
-                Some(&fill_init_layer),
+                Some(&|root: &Path| fill_init_layer(root, owner)),
             )
         })
         .await

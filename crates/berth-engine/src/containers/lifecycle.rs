@@ -290,6 +290,7 @@ impl Engine {
                 hostname_path: &paths.hostname(),
                 network,
                 init_binary: init.as_deref(),
+                security: &self.security,
             })?;
             let bundle = self.config.exec_root.join("bundles").join(&c.id);
             std::fs::create_dir_all(&bundle)

@@ -195,7 +195,12 @@ impl Engine {
         let id = c.id.clone();
         tokio::task::spawn_blocking(move || {
             let result = berth_storage::archive::changes_between(None, &root).and_then(|changes| {
-                berth_storage::archive::write_changes(&root, &changes, &mut writer)
+                berth_storage::archive::write_changes(
+                    &root,
+                    &changes,
+                    &mut writer,
+                    engine.layers.id_map(),
+                )
             });
             let _ = engine.layers.unmount_rw(&id);
             if let Err(e) = result {

@@ -250,6 +250,7 @@ impl Engine {
             &mut plain,
             WhiteoutFormat::Delete,
             None,
+            &berth_storage::IdMap::identity(),
         )?;
         let root = beneath::open_root(scratch.path())?;
         let candidates = candidates(&root, scratch.path())?;

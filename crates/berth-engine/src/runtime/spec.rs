@@ -1,15 +1,19 @@
 //! Docker's container configuration turned into an OCI runtime spec: the
 //! process (args, env, user resolved in the image's /etc/passwd, cwd,
 //! capabilities, rlimits, TTY), mounts (the defaults dockerd gives every
-//! container plus binds, volumes and tmpfs), namespaces, cgroup limits and
-//! the masked/read-only paths.
+//! container plus binds, volumes and tmpfs), namespaces, cgroup limits,
+//! and the isolation dockerd adds: masked/read-only paths, seccomp,
+//! AppArmor, no-new-privileges and the remapped user namespace.
 
 mod caps;
 mod mounts;
 mod namespaces;
 mod resources;
 mod rootfs;
+pub mod seccomp;
+pub mod security_opt;
 mod user;
+mod userns;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +24,7 @@ use oci_spec::runtime::{Box as ConsoleBox, BoxBuilder, Linux, Process, Root, Spe
 use namespaces::NsMode;
 
 use crate::error::{EngineError, Result};
+use crate::security::{apparmor, DaemonSeccomp, SecurityPolicy};
 
 /// What kind of mount a [`MountSpec`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +82,9 @@ pub struct SpecInputs<'a> {
     /// when `HostConfig.Init` is true, or unset and this is given (the
     /// daemon-wide `--init`); `Init: false` always wins.
     pub init_binary: Option<&'a Path>,
+    /// The daemon's isolation policy (seccomp, AppArmor, no-new-privileges,
+    /// user namespace remapping).
+    pub security: &'a SecurityPolicy,
 }
 
 /// The OCI runtime-spec version berth writes (what runc 1.1 and crun 1.8
@@ -112,6 +120,29 @@ const READONLY_PATHS: [&str; 5] = [
 
 fn spec_err(e: impl std::fmt::Display) -> EngineError {
     EngineError::Internal(format!("spec: {e}"))
+}
+
+/// The create-time checks dockerd makes of a container's isolation
+/// settings: `SecurityOpt` is well formed, and nothing conflicts with the
+/// daemon's user namespace remapping.
+pub fn check_isolation(hc: &HostConfig, policy: &SecurityPolicy) -> Result<()> {
+    let security = security_opt::parse(hc.security_opt.as_deref().unwrap_or(&[]))?;
+    if policy.userns.is_some() && !userns::wants_host(hc)? {
+        userns::check(hc)?;
+        if security.writable_cgroups.is_some() {
+            return Err(EngineError::InvalidParameter(
+                "option WritableCgroups conflicts with user namespaces and rootless mode".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether containers get a cgroup namespace of their own unless they ask
+/// otherwise (cgroup v2, as dockerd decides); `docker info` says
+/// `name=cgroupns` then.
+pub fn private_cgroupns_by_default() -> bool {
+    namespaces::cgroup_unified()
 }
 
 /// Docker's env merge: an override `K=V` replaces `K`, a bare `K` removes
@@ -185,13 +216,66 @@ fn console_size(size: Option<&Vec<usize>>) -> Result<Option<ConsoleBox>> {
     }
 }
 
-fn no_new_privileges(security_opt: Option<&Vec<String>>) -> bool {
-    security_opt.into_iter().flatten().any(|o| {
-        matches!(
-            o.as_str(),
-            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true"
-        )
-    })
+/// The container's seccomp filter, chosen as dockerd chooses: the
+/// container's `seccomp=` option, else the daemon's profile; nothing for
+/// `unconfined`, and for `--privileged` unless it names a profile itself.
+fn seccomp_filter(
+    asked: Option<&str>,
+    policy: &SecurityPolicy,
+    privileged: bool,
+    bounding: &[String],
+) -> Result<Option<oci_spec::runtime::LinuxSeccomp>> {
+    let host = seccomp::Host::current();
+    let resolve = |json: &str| -> Result<_> { Ok(seccomp::resolve(json, bounding, &host)?) };
+    if asked == Some("unconfined") {
+        return Ok(None);
+    }
+    if privileged {
+        return match asked {
+            None => Ok(None),
+            Some("builtin") => resolve(seccomp::DEFAULT_PROFILE),
+            Some(json) => resolve(json),
+        };
+    }
+    if !policy.seccomp_supported {
+        if asked.is_some_and(|p| p != "builtin") {
+            return Err(EngineError::InvalidParameter(
+                "seccomp is not enabled in your kernel, cannot run a custom seccomp profile".into(),
+            ));
+        }
+        tracing::warn!(
+            "seccomp is not enabled in your kernel, running container without default profile"
+        );
+        return Ok(None);
+    }
+    match (asked, &policy.seccomp) {
+        (Some("builtin"), _) | (None, DaemonSeccomp::Builtin) => resolve(seccomp::DEFAULT_PROFILE),
+        (Some(json), _) => resolve(json),
+        (None, DaemonSeccomp::Custom { json, .. }) => resolve(json),
+        (None, DaemonSeccomp::Unconfined) => Ok(None),
+    }
+}
+
+/// The AppArmor profile of the container's processes, where AppArmor is
+/// on: the one asked for, else `unconfined` for `--privileged`, else
+/// `berth-default` (loaded again if something unloaded it).
+fn apparmor_profile(
+    asked: Option<&str>,
+    policy: &SecurityPolicy,
+    privileged: bool,
+) -> Result<Option<String>> {
+    if !policy.apparmor {
+        return Ok(None);
+    }
+    let profile = match asked {
+        Some(p) if !p.is_empty() => p,
+        _ if privileged => apparmor::UNCONFINED,
+        _ => apparmor::DEFAULT_PROFILE,
+    };
+    if profile == apparmor::DEFAULT_PROFILE {
+        apparmor::ensure_default_loaded()?;
+    }
+    Ok(Some(profile.to_string()))
 }
 
 /// Builds the OCI spec of a container's init process.
@@ -202,6 +286,14 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec> {
     let tty = c.tty.unwrap_or(false);
 
     let modes = namespaces::modes(hc)?;
+    check_isolation(hc, inputs.security)?;
+    let security = security_opt::parse(hc.security_opt.as_deref().unwrap_or(&[]))?;
+    let remap = match &inputs.security.userns {
+        Some(r) if !userns::wants_host(hc)? => Some(&r.ids),
+        _ => None,
+    };
+    // The owner of what the spec creates in the rootfs (the working dir).
+    let root_owner = remap.map_or((0, 0), |ids| ids.root());
 
     let mut args: Vec<String> = c.entrypoint.iter().flatten().cloned().collect();
     args.extend(c.cmd.iter().flatten().cloned());
@@ -246,7 +338,7 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec> {
         )));
     }
     if cwd != "/" {
-        rootfs::create_dir_all(inputs.rootfs, &cwd)
+        rootfs::create_dir_all(inputs.rootfs, &cwd, root_owner)
             .map_err(|e| EngineError::InvalidParameter(format!("Cannot mkdir: {cwd}: {e}")))?;
     }
 
@@ -279,15 +371,30 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec> {
     process.set_capabilities(Some(caps::to_oci(&capabilities)?));
     let rlimits = resources::rlimits(hc)?;
     process.set_rlimits((!rlimits.is_empty()).then_some(rlimits));
-    process.set_no_new_privileges(no_new_privileges(hc.security_opt.as_ref()).then_some(true));
-    process.set_apparmor_profile(None);
+    let nnp = security
+        .no_new_privileges
+        .unwrap_or(inputs.security.no_new_privileges);
+    process.set_no_new_privileges(nnp.then_some(true));
+    process.set_apparmor_profile(apparmor_profile(
+        security.apparmor.as_deref(),
+        inputs.security,
+        privileged,
+    )?);
     process.set_oom_score_adj(Some(hc.oom_score_adj.unwrap_or(0) as i32));
     process.set_selinux_label(None);
     process.set_io_priority(None);
     process.set_scheduler(None);
     process.set_exec_cpu_affinity(None);
 
-    let namespaces = namespaces::list(&modes, &inputs.network, hc.cgroupns_mode)?;
+    let mut namespaces = namespaces::list(&modes, &inputs.network, hc.cgroupns_mode)?;
+    if remap.is_some() {
+        namespaces.push(
+            oci_spec::runtime::LinuxNamespaceBuilder::default()
+                .typ(oci_spec::runtime::LinuxNamespaceType::User)
+                .build()
+                .map_err(spec_err)?,
+        );
+    }
 
     let (mount_table, rootfs_propagation) = mounts::build(&mounts::MountInputs {
         user: inputs.mounts,
@@ -304,15 +411,39 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec> {
         ipc_none: modes.ipc == NsMode::None,
         readonly_rootfs: hc.readonly_rootfs.unwrap_or(false),
         privileged,
+        // A remapped root cannot remount the cgroup tree read-only, so
+        // dockerd leaves it writable there.
+        writable_cgroups: remap.is_some() || security.writable_cgroups.unwrap_or(privileged),
         init,
     })?;
+    let mut mount_table = mount_table;
+    if remap.is_some() {
+        // runc binds these from inside the new user namespace, where the
+        // source mount's locked flags cannot be dropped: repeat them.
+        for m in mount_table.iter_mut() {
+            if m.typ().as_deref() != Some("bind") {
+                continue;
+            }
+            let Some(source) = m.source().clone() else {
+                continue;
+            };
+            let mut opts = m.options().clone().unwrap_or_default();
+            for flag in userns::locked_flags(&source) {
+                if !opts.contains(&flag) {
+                    opts.push(flag);
+                }
+            }
+            m.set_options(Some(opts));
+        }
+    }
 
     let (devices, device_rules) = resources::devices(hc)?;
     let mut sysctl: HashMap<String, String> = HashMap::new();
     if inputs.network == NetworkMode::Private {
         // dockerd's defaults for a namespace of the container's own: ping
-        // and low ports without capabilities.
-        if Path::new("/proc/sys/net/ipv4/ping_group_range").exists() {
+        // and low ports without capabilities (ping sockets cannot be set
+        // up from a remapped user namespace).
+        if remap.is_none() && Path::new("/proc/sys/net/ipv4/ping_group_range").exists() {
             sysctl.insert("net.ipv4.ping_group_range".into(), "0 2147483647".into());
         }
         if Path::new("/proc/sys/net/ipv4/ip_unprivileged_port_start").exists() {
@@ -338,14 +469,28 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec> {
     // Linux's Default is a template too: every field is set.
     let mut linux = Linux::default();
     linux.set_net_devices(None);
-    linux.set_uid_mappings(None);
-    linux.set_gid_mappings(None);
+    match remap {
+        Some(ids) => {
+            let (uids, gids) = userns::mappings(ids)?;
+            linux.set_uid_mappings(Some(uids));
+            linux.set_gid_mappings(Some(gids));
+        }
+        None => {
+            linux.set_uid_mappings(None);
+            linux.set_gid_mappings(None);
+        }
+    }
     linux.set_sysctl((!sysctl.is_empty()).then_some(sysctl));
     linux.set_resources(Some(resources::resources(hc, device_rules)?));
     linux.set_cgroups_path(Some(Path::new(cgroup_parent).join(inputs.id)));
     linux.set_namespaces(Some(namespaces));
     linux.set_devices((!devices.is_empty()).then_some(devices));
-    linux.set_seccomp(None);
+    linux.set_seccomp(seccomp_filter(
+        security.seccomp.as_deref(),
+        inputs.security,
+        privileged,
+        &capabilities,
+    )?);
     linux.set_rootfs_propagation(rootfs_propagation);
     linux.set_masked_paths(hc.masked_paths.clone().or(masked));
     linux.set_readonly_paths(hc.readonly_paths.clone().or(readonly));
@@ -441,6 +586,8 @@ pub fn exec_process(container: &Spec, rootfs: &Path, exec: &ExecConfig) -> Resul
     if exec.privileged.unwrap_or(false) {
         let all: Vec<String> = caps::available().iter().map(|s| s.to_string()).collect();
         p.set_capabilities(Some(caps::to_oci(&all)?));
+        // The AppArmor profile stays the container's: dockerd's
+        // `exec --privileged` does not lift it either.
     }
     Ok(p)
 }
@@ -489,6 +636,7 @@ mod tests {
                 hostname_path: Path::new("/x/hostname"),
                 network,
                 init_binary: None,
+                security: &SecurityPolicy::default(),
             })
         }
     }
@@ -718,6 +866,7 @@ mod tests {
             hostname_path: Path::new("/x/hostname"),
             network: NetworkMode::Private,
             init_binary: Some(init),
+            security: &SecurityPolicy::default(),
         })
         .unwrap();
         assert_eq!(

@@ -56,6 +56,9 @@ pub struct VolumeStore {
     freed: Condvar,
     /// Set while a prune runs; a second prune is refused as dockerd does.
     pub(crate) pruning: AtomicBool,
+    /// Who owns a new volume's `_data`: container root on the host
+    /// (`--userns-remap`), else the daemon.
+    data_owner: (u32, u32),
 }
 
 /// Holds the lock on one volume name; released on drop.
@@ -77,6 +80,13 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> EngineError {
 }
 
 impl VolumeStore {
+    /// New volumes' `_data` belongs to `owner` (the remapped root), as
+    /// dockerd's local driver makes it under `--userns-remap`.
+    pub fn with_data_owner(mut self, owner: (u32, u32)) -> VolumeStore {
+        self.data_owner = owner;
+        self
+    }
+
     /// Loads every volume under `<data_root>/volumes`, dropping the
     /// half-made ones a crash left in `.tmp-*` directories.
     pub fn open(data_root: &Path) -> Result<VolumeStore> {
@@ -116,6 +126,7 @@ impl VolumeStore {
             entries.insert(name, Entry { record, mounted });
         }
         Ok(VolumeStore {
+            data_owner: (0, 0),
             root,
             entries: Mutex::new(entries),
             busy: Mutex::new(HashSet::new()),
@@ -188,6 +199,11 @@ impl VolumeStore {
                 .mode(0o755)
                 .create(&data)
                 .map_err(|e| io("create", &data, e))?;
+            if self.data_owner != (0, 0) {
+                let (uid, gid) = self.data_owner;
+                std::os::unix::fs::chown(&data, Some(uid), Some(gid))
+                    .map_err(|e| io("chown", &data, e))?;
+            }
             berth_storage::atomic::write_json(&tmp.join(RECORD_FILE), record)?;
             let dest = self.root.join(&record.name);
             std::fs::rename(&tmp, &dest).map_err(|e| io("rename onto", &dest, e))?;

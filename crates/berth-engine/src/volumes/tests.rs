@@ -28,6 +28,7 @@ fn open_engine(dir: &Path) -> Arc<Engine> {
         shim_binary: PathBuf::from("/nonexistent/berth-shim"),
         init_binary: None,
         registry: Default::default(),
+        security: Default::default(),
     })
     .unwrap()
 }

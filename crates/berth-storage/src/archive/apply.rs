@@ -23,6 +23,7 @@ use super::beneath::{
 use super::split::SplitRecorder;
 use super::{ApplyStats, WhiteoutFormat, OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
 use crate::error::{Result, StorageError};
+use crate::idmap::IdMap;
 
 /// Where the bytes read from the tar stream go besides the parser: the
 /// framing is captured for tar-split, file content is not.
@@ -80,12 +81,18 @@ pub(super) fn archive_error(e: io::Error) -> StorageError {
 /// the same symlink check the naive drivers get for free: a directory the
 /// archive creates implicitly must not stand where the layers below have a
 /// symlink, or the archive would be writing "through" it.
+///
+/// Owners are translated to the host by `ids` (`--userns-remap`), and
+/// directories the archive implies are owned by the remapped root, as
+/// dockerd unpacks for a remapped daemon; the tar-split record keeps the
+/// archive's own bytes.
 pub fn apply_layer(
     root: &Path,
     lowers: &[PathBuf],
     input: &mut dyn Read,
     whiteouts: WhiteoutFormat,
     mut split: Option<&mut SplitRecorder>,
+    ids: &IdMap,
 ) -> Result<ApplyStats> {
     let state = Rc::new(RefCell::new(TapState::default()));
     let tap = Tap {
@@ -97,6 +104,7 @@ pub fn apply_layer(
         root: open_root(root)?,
         lowers,
         whiteouts,
+        ids,
         created: HashSet::new(),
         dir_times: Vec::new(),
         size: 0,
@@ -118,6 +126,7 @@ struct Applier<'l> {
     root: OwnedFd,
     lowers: &'l [PathBuf],
     whiteouts: WhiteoutFormat,
+    ids: &'l IdMap,
     /// Paths this archive created; an opaque whiteout keeps them.
     created: HashSet<PathBuf>,
     dir_times: Vec<(PathBuf, Timestamps)>,
@@ -140,7 +149,7 @@ impl Applier<'_> {
         if rel.as_os_str().is_empty() {
             // The root itself ("./"): only its metadata can change.
             if kind.is_dir() {
-                let meta = Meta::of(entry)?;
+                let meta = Meta::of(entry)?.mapped(self.ids)?;
                 let root = self
                     .root
                     .try_clone()
@@ -168,7 +177,7 @@ impl Applier<'_> {
             Err(Errno::NOENT) => false,
             Err(e) => return Err(StorageError::io(format!("stat {:?}", rel), e.into())),
         };
-        let meta = Meta::of(entry)?;
+        let meta = Meta::of(entry)?.mapped(self.ids)?;
         let io_err = |what: &str, e: Errno| StorageError::io(format!("{what} {:?}", rel), e.into());
         match kind {
             EntryType::Directory => {
@@ -316,7 +325,7 @@ impl Applier<'_> {
                     .map_err(|e| {
                         StorageError::io(format!("whiteout {:?}", parent.join(target)), e.into())
                     })?;
-                let meta = Meta::of(entry)?;
+                let meta = Meta::of(entry)?.mapped(self.ids)?;
                 rustix::fs::chownat(
                     &dir,
                     target,
@@ -333,7 +342,8 @@ impl Applier<'_> {
     fn ensure_parent(&mut self, parent: &Path) -> Result<OwnedFd> {
         let created = &mut self.created;
         let lowers = self.lowers;
-        ensure_dir(&self.root, parent, |p| {
+        let mut made = Vec::new();
+        let dir = ensure_dir(&self.root, parent, |p| {
             if lower_is_symlink(lowers, p) {
                 return Err(StorageError::InvalidArchive(format!(
                     "invalid archive entry under {:?}: it would be written through a symlink of a lower layer",
@@ -341,8 +351,26 @@ impl Applier<'_> {
                 )));
             }
             created.insert(p.to_path_buf());
+            made.push(p.to_path_buf());
             Ok(())
-        })
+        })?;
+        if !self.ids.is_identity() {
+            let (uid, gid) = self.ids.root();
+            for p in made {
+                let (up, name) = split_leaf(&p);
+                if let Some(updir) = open_dir(&self.root, up)? {
+                    rustix::fs::chownat(
+                        &updir,
+                        name,
+                        Some(rustix::fs::Uid::from_raw(uid)),
+                        Some(rustix::fs::Gid::from_raw(gid)),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| StorageError::io(format!("chown {:?}", p), e.into()))?;
+                }
+            }
+        }
+        Ok(dir)
     }
 
     /// Sets directory times last: creating children changes them.
@@ -438,6 +466,12 @@ impl Meta {
             atime,
             xattrs,
         })
+    }
+
+    /// The same metadata with its owner translated to the host.
+    pub(super) fn mapped(mut self, ids: &IdMap) -> Result<Meta> {
+        (self.uid, self.gid) = ids.to_host(self.uid, self.gid)?;
+        Ok(self)
     }
 
     pub(super) fn times(&self) -> Timestamps {

@@ -15,10 +15,17 @@ use tar::{EntryType, Header, HeaderMode};
 
 use super::{is_opaque_dir, is_whiteout, Change, ChangeKind, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
 use crate::error::{Result, StorageError};
+use crate::idmap::IdMap;
 
-/// Writes the tar of `changes` (paths rooted at `/`) taken from `upper`.
-pub fn write_changes(upper: &Path, changes: &[Change], out: &mut dyn Write) -> Result<()> {
-    let mut writer = LayerWriter::new(upper, out);
+/// Writes the tar of `changes` (paths rooted at `/`) taken from `upper`,
+/// owners translated back to the container's ids by `ids`.
+pub fn write_changes(
+    upper: &Path,
+    changes: &[Change],
+    out: &mut dyn Write,
+    ids: &IdMap,
+) -> Result<()> {
+    let mut writer = LayerWriter::new(upper, out, ids);
     let mut sorted: Vec<&Change> = changes.iter().collect();
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
     for change in sorted {
@@ -33,8 +40,8 @@ pub fn write_changes(upper: &Path, changes: &[Change], out: &mut dyn Write) -> R
 
 /// Writes the tar of an overlayfs upper directory, converting overlay
 /// whiteouts and opaque markers to their tar form.
-pub fn write_overlay_diff(upper: &Path, out: &mut dyn Write) -> Result<()> {
-    let mut writer = LayerWriter::new(upper, out);
+pub fn write_overlay_diff(upper: &Path, out: &mut dyn Write, ids: &IdMap) -> Result<()> {
+    let mut writer = LayerWriter::new(upper, out, ids);
     walk_overlay(&mut writer, upper, Path::new(""))?;
     writer.finish()
 }
@@ -74,16 +81,18 @@ struct LayerWriter<'a> {
     root: &'a Path,
     builder: tar::Builder<&'a mut dyn Write>,
     links: HashMap<(u64, u64), PathBuf>,
+    ids: &'a IdMap,
 }
 
 impl<'a> LayerWriter<'a> {
-    fn new(root: &'a Path, out: &'a mut dyn Write) -> Self {
+    fn new(root: &'a Path, out: &'a mut dyn Write, ids: &'a IdMap) -> Self {
         let mut builder = tar::Builder::new(out);
         builder.mode(HeaderMode::Complete);
         LayerWriter {
             root,
             builder,
             links: HashMap::new(),
+            ids,
         }
     }
 
@@ -131,6 +140,11 @@ impl<'a> LayerWriter<'a> {
         self.pax_xattrs(rel, &path, &meta)?;
         let mut header = Header::new_gnu();
         header.set_metadata_in_mode(&meta, HeaderMode::Complete);
+        if !self.ids.is_identity() {
+            let (uid, gid) = self.ids.to_container(meta.uid(), meta.gid())?;
+            header.set_uid(uid as u64);
+            header.set_gid(gid as u64);
+        }
         let ft = meta.file_type();
         if ft.is_file() && meta.nlink() > 1 {
             let key = (meta.dev(), meta.ino());

@@ -17,6 +17,7 @@ use super::{fsinfo, parse_size, unknown_option, DriverOptions, FsMagic};
 use crate::archive::{self, ApplyStats, Change, SplitRecorder, WhiteoutFormat};
 use crate::driver::{Driver, RwLayerOpts, Usage};
 use crate::error::{Result, StorageError};
+use crate::idmap::IdMap;
 
 const LINK_DIR: &str = "l";
 const LINK_LEN: usize = 26;
@@ -337,6 +338,7 @@ impl Driver for Overlay2 {
         _parent: Option<&str>,
         tar: &mut dyn Read,
         split: Option<&mut SplitRecorder>,
+        ids: &IdMap,
     ) -> Result<ApplyStats> {
         let lowers = self.lower_dirs(id)?;
         archive::apply_layer(
@@ -345,6 +347,7 @@ impl Driver for Overlay2 {
             tar,
             WhiteoutFormat::Overlay,
             split,
+            ids,
         )
     }
 
@@ -360,8 +363,14 @@ impl Driver for Overlay2 {
         archive::overlay_changes(&self.lower_dirs(id)?, &self.diff_dir(id))
     }
 
-    fn diff(&self, id: &str, _parent: Option<&str>, out: &mut dyn Write) -> Result<()> {
-        archive::write_overlay_diff(&self.diff_dir(id), out)
+    fn diff(
+        &self,
+        id: &str,
+        _parent: Option<&str>,
+        out: &mut dyn Write,
+        ids: &IdMap,
+    ) -> Result<()> {
+        archive::write_overlay_diff(&self.diff_dir(id), out, ids)
     }
 
     fn usage(&self, id: &str, _parent: Option<&str>) -> Result<Usage> {

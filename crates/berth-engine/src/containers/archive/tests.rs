@@ -43,6 +43,7 @@ impl Fixture {
             shim_binary: PathBuf::from("/nonexistent/berth-shim"),
             init_binary: None,
             registry: Default::default(),
+            security: Default::default(),
         })
         .unwrap();
         engine

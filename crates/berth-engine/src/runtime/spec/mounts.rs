@@ -28,7 +28,11 @@ pub struct MountInputs<'a> {
     /// IpcMode `none`: no /dev/shm at all.
     pub ipc_none: bool,
     pub readonly_rootfs: bool,
+    /// /sys writable (`--privileged`).
     pub privileged: bool,
+    /// The cgroup tree writable (`--privileged`, `writable-cgroups`, or a
+    /// remapped container).
+    pub writable_cgroups: bool,
     /// The init binary to bind at /sbin/docker-init.
     pub init: Option<&'a Path>,
 }
@@ -303,10 +307,11 @@ pub fn build(m: &MountInputs<'_>) -> Result<(Vec<Mount>, Option<String>)> {
             }
         }
     }
-    if m.privileged {
-        // /sys and the cgroup tree are writable for privileged containers.
+    if m.privileged || m.writable_cgroups {
         for mnt in mounts.iter_mut() {
-            if mnt.destination() == Path::new("/sys") || mnt.typ().as_deref() == Some("cgroup") {
+            let sys = m.privileged && mnt.destination() == Path::new("/sys");
+            let cgroup = m.writable_cgroups && mnt.typ().as_deref() == Some("cgroup");
+            if sys || cgroup {
                 let opts: Vec<String> = options_of(mnt).into_iter().filter(|o| o != "ro").collect();
                 mnt.set_options(Some(opts));
             }
@@ -339,6 +344,7 @@ mod tests {
             ipc_none: false,
             readonly_rootfs: false,
             privileged: false,
+            writable_cgroups: false,
             init: None,
         }
     }
@@ -441,6 +447,7 @@ mod tests {
 
         let mut i = inputs(&[], None);
         i.privileged = true;
+        i.writable_cgroups = true;
         i.init = Some(Path::new("/usr/bin/tini"));
         let (mounts, _) = build(&i).unwrap();
         assert!(!options_of(find(&mounts, "/sys").unwrap()).contains(&"ro".to_string()));

@@ -43,10 +43,11 @@ pub fn read_file(rootfs: &Path, path: &Path, limit: u64) -> io::Result<Option<Ve
     Ok(Some(data))
 }
 
-/// `mkdir -p` of an absolute path inside the rootfs (owned by root, mode
-/// 0755), as dockerd does for a missing WorkingDir: symlinks on the way
-/// are followed inside the rootfs, and what is missing is created there.
-pub fn create_dir_all(rootfs: &Path, path: &str) -> io::Result<()> {
+/// `mkdir -p` of an absolute path inside the rootfs (owned by container
+/// root — `owner` on the host — mode 0755), as dockerd does for a missing
+/// WorkingDir: symlinks on the way are followed inside the rootfs, and
+/// what is missing is created there.
+pub fn create_dir_all(rootfs: &Path, path: &str, owner: (u32, u32)) -> io::Result<()> {
     let root = open_root(rootfs)?;
     let target = in_root::resolve(&root, &lexical_clean(path))?;
     let mut done = PathBuf::from("/");
@@ -58,6 +59,13 @@ pub fn create_dir_all(rootfs: &Path, path: &str) -> io::Result<()> {
             Err(Errno::NOENT) => {
                 let parent = in_root::open(&root, &done, OFlags::PATH | OFlags::DIRECTORY)?;
                 match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) if owner != (0, 0) => rustix::fs::chownat(
+                        &parent,
+                        name,
+                        Some(rustix::fs::Uid::from_raw(owner.0)),
+                        Some(rustix::fs::Gid::from_raw(owner.1)),
+                        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                    )?,
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -131,13 +139,16 @@ mod tests {
         let r = dir.path();
         let outside = tempfile::tempdir().unwrap();
         symlink(outside.path(), r.join("escape")).unwrap();
-        create_dir_all(r, "/escape/a/../b/c").unwrap();
+        create_dir_all(r, "/escape/a/../b/c", (0, 0)).unwrap();
         assert!(r
             .join(outside.path().strip_prefix("/").unwrap())
             .join("b/c")
             .is_dir());
         assert!(!outside.path().join("b").exists());
-        create_dir_all(r, "/").unwrap();
+        create_dir_all(r, "/", (0, 0)).unwrap();
+        create_dir_all(r, "/owned/by/remapped", (100_000, 100_001)).unwrap();
+        let st = rustix::fs::stat(r.join("owned/by")).unwrap();
+        assert_eq!((st.st_uid, st.st_gid), (100_000, 100_001));
         assert_eq!(lexical_clean("/../x/./y/.."), PathBuf::from("/x"));
     }
 }
