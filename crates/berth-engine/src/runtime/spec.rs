@@ -417,6 +417,24 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec> {
         init,
     })?;
     let mut mount_table = mount_table;
+    if remap.is_some() && inputs.network != NetworkMode::Private {
+        // A remapped root may mount sysfs only in a network namespace its
+        // own user namespace owns; one joined by path (the bridge sandbox
+        // berthd made, another container's) is not, so /sys is bound from
+        // the host instead, read-only — what runc does itself when the
+        // sysfs mount is refused.
+        for m in mount_table.iter_mut() {
+            if m.destination() == Path::new("/sys") && m.typ().as_deref() == Some("sysfs") {
+                m.set_typ(Some("bind".into()));
+                m.set_source(Some("/sys".into()));
+                m.set_options(Some(
+                    ["rbind", "nosuid", "noexec", "nodev", "ro"]
+                        .map(String::from)
+                        .to_vec(),
+                ));
+            }
+        }
+    }
     if remap.is_some() {
         // runc binds these from inside the new user namespace, where the
         // source mount's locked flags cannot be dropped: repeat them.
