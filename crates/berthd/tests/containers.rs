@@ -361,6 +361,24 @@ fn exec_and_attach_on_a_pty(backend: Backend) {
     assert_eq!(status.code(), Some(9), "{screen}");
     assert_eq!(h.state("shell")["ExitCode"], 9);
 
+    // run -it, detach, attach again: typing still reaches the shell (a
+    // TTY's stdin is not closed when the first client goes, even with the
+    // StdinOnce that `run -i` sets).
+    let mut term =
+        Terminal::spawn(&h.docker_command(&["run", "-it", "--name", "again", IMG, "sh"]));
+    term.send(b"echo first-$((1+1))\r");
+    term.expect("first-2");
+    term.send(DETACH_KEYS);
+    let (status, screen) = term.wait();
+    assert_eq!(status.code(), Some(0), "{screen}");
+    assert_eq!(h.state("again")["Status"], "running");
+    let mut term = Terminal::spawn(&h.docker_command(&["attach", "again"]));
+    term.send(b"echo second-$((2+2))\r");
+    term.expect("second-4");
+    term.send(b"exit 7\r");
+    let (status, screen) = term.wait();
+    assert_eq!(status.code(), Some(7), "{screen}");
+
     // attach without a TTY: stdin reaches the process, output comes back,
     // the attach ends with the container's exit code.
     h.run_detached(&[
@@ -877,18 +895,16 @@ fn restart_policies(backend: Backend) {
     // The process dies while the daemon is down: the next start notices and
     // restarts it by its policy.
     let pid = h.state("phoenix")["Pid"].as_i64().unwrap();
-    let restarts = h.inspect("phoenix")["RestartCount"].as_i64().unwrap();
     h.stop();
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGKILL,
     );
     h.start();
-    wait_until("phoenix to be restarted", || {
-        let c = h.inspect("phoenix");
-        c["State"]["Status"] == "running" && c["RestartCount"].as_i64() > Some(restarts)
+    wait_until("phoenix to run a new process", || {
+        let state = h.state("phoenix");
+        state["Status"] == "running" && state["Pid"].as_i64() != Some(pid)
     });
-    assert_ne!(h.state("phoenix")["Pid"].as_i64(), Some(pid));
     h.docker(&["exec", "phoenix", "true"]).ok();
     assert_eq!(h.state("quiet")["Status"], "exited");
 }
