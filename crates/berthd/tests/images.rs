@@ -621,12 +621,13 @@ fn save_interoperates_with_dockerd() {
         .docker(&["save", "-o", from_berth.to_str().unwrap(), busybox::IMAGE])
         .ok();
 
-    // dockerd on its own ext4 loop filesystem, without touching the host's
-    // networking (it must not create or delete a shared docker0).
+    // dockerd on its own ext4 loop filesystem and its own pre-created
+    // bridge: `--bridge=none` would delete a shared docker0.
+    let bridge = TestBridge::new();
     let docker = Daemon::builder(dockerd)
         .on_loopfs(Backend::Vfs.loopfs())
         .storage_driver("vfs")
-        .arg("--bridge=none")
+        .arg(format!("--bridge={}", bridge.name))
         .arg("--iptables=false")
         .arg("--ip-masq=false")
         .start();
@@ -661,6 +662,36 @@ fn save_interoperates_with_dockerd() {
         inspect(&berth, "berth-test/from-dockerd:v1")["Id"],
         json!(image.id)
     );
+}
+
+/// A bridge made for a reference dockerd and deleted when dropped.
+struct TestBridge {
+    name: String,
+}
+
+impl TestBridge {
+    fn new() -> TestBridge {
+        // Interface names are at most 15 bytes.
+        let digits: String = unique_name("")
+            .chars()
+            .filter(char::is_ascii_hexdigit)
+            .collect();
+        let name = format!("bt{}", &digits[digits.len().saturating_sub(12)..]);
+        let status = std::process::Command::new("ip")
+            .args(["link", "add", "name", &name, "type", "bridge"])
+            .status()
+            .expect("run ip");
+        assert!(status.success(), "ip link add {name} failed");
+        TestBridge { name }
+    }
+}
+
+impl Drop for TestBridge {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.name])
+            .status();
+    }
 }
 
 /// The three-layer image's final filesystem, as its top layer must show it.
