@@ -205,6 +205,15 @@ pub struct Flags {
     )]
     pub api_max_connections: Option<usize>,
 
+    /// Serve Prometheus metrics and the dashboard on this address (e.g. 127.0.0.1:9323)
+    #[arg(id = "metrics-addr", long = "metrics-addr", value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+
+    /// Another Engine API the dashboard watches: unix:///PATH or tcp://HOST:PORT,
+    /// then ,name=NAME and for TLS ,tlsdir=DIR or ,tlscacert=,tlscert=,tlskey=
+    #[arg(id = "dashboard-hosts", long = "dashboard-host", value_name = "ADDR[,OPTS]", action = ArgAction::Append)]
+    pub dashboard_hosts: Vec<String>,
+
     /// Bridge networking (`--bridge`, `--bip`, ...).
     #[command(flatten)]
     pub network: crate::network_flags::NetworkFlags,
@@ -285,6 +294,10 @@ pub struct DaemonConfig {
     pub insecure_tcp: bool,
     /// The cap on open API connections.
     pub api_max_connections: usize,
+    /// `/metrics` and the dashboard (`None`: not served).
+    pub metrics_addr: Option<String>,
+    /// Other Engine APIs the dashboard shows (see `berth_dashboard::HostSpec`).
+    pub dashboard_hosts: Vec<String>,
     /// Bridge networking, read by `network_flags` (not by this struct's serde).
     #[serde(skip)]
     pub network: crate::network_flags::NetworkSettings,
@@ -327,6 +340,8 @@ impl Default for DaemonConfig {
             tlskey: None,
             insecure_tcp: false,
             api_max_connections: berth_api::Limits::default().max_connections,
+            metrics_addr: None,
+            dashboard_hosts: Vec::new(),
             network: Default::default(),
             userns_remap: String::new(),
             no_new_privileges: false,
@@ -573,6 +588,12 @@ impl Flags {
         if let Some(n) = self.api_max_connections {
             config.api_max_connections = n;
         }
+        if self.metrics_addr.is_some() {
+            config.metrics_addr.clone_from(&self.metrics_addr);
+        }
+        if !self.dashboard_hosts.is_empty() {
+            config.dashboard_hosts = self.dashboard_hosts.clone();
+        }
         if let Some(r) = &self.userns_remap {
             config.userns_remap = r.clone();
         }
@@ -602,6 +623,15 @@ fn validate(config: &DaemonConfig) -> Result<()> {
     }
     if config.api_max_connections == 0 {
         bail!("api-max-connections must be at least 1");
+    }
+    if let Some(addr) = &config.metrics_addr {
+        crate::metrics_listener::parse_metrics_addr(addr)?;
+    }
+    for host in &config.dashboard_hosts {
+        berth_dashboard::parse_host_spec(host).map_err(|e| anyhow::anyhow!(e))?;
+    }
+    if !config.dashboard_hosts.is_empty() && config.metrics_addr.is_none() {
+        bail!("dashboard-host needs metrics-addr: the dashboard is served there");
     }
     if config.events_log_max_events == 0 {
         bail!("events-log-max-events must be at least 1");

@@ -7,6 +7,7 @@ mod config;
 mod dump;
 mod listeners;
 mod logging;
+mod metrics_listener;
 mod network_flags;
 mod pidfile;
 mod reload;
@@ -174,7 +175,13 @@ async fn run(
         max_connections: config.api_max_connections,
         ..berth_api::Limits::default()
     };
-    let server = Server::with_limits(berth_api::service(engine.clone()), limits);
+    // One set of request counters: the Engine API counts into it,
+    // /metrics reads it.
+    let api_metrics = Arc::new(berth_api::ApiMetrics::default());
+    let server = Server::with_limits(
+        berth_api::service_with_metrics(engine.clone(), Arc::clone(&api_metrics)),
+        limits,
+    );
     let mut socket_files = Vec::new();
     for b in bound {
         match b {
@@ -186,6 +193,18 @@ async fn run(
             Bound::Tls(l, addr) => server.serve(l, addr),
         }
     }
+    let metrics = match &config.metrics_addr {
+        Some(addr) => Some(
+            metrics_listener::MetricsServer::start(
+                addr,
+                &config.dashboard_hosts,
+                Arc::clone(&engine),
+                api_metrics,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     systemd::notify("READY=1");
 
     let name = serve_signals(&engine, config, &argv, &log).await?;
@@ -195,6 +214,10 @@ async fn run(
     // server for the whole grace period.
     engine.events().close_listeners();
     engine.stats().close();
+    if let Some(m) = metrics {
+        // Its streams (event feeds of remote hosts) hold nothing worth waiting for.
+        m.shutdown(Duration::from_secs(1)).await;
+    }
     server.shutdown(SHUTDOWN_GRACE).await;
     drop(socket_files);
     tokio::task::spawn_blocking(move || {

@@ -154,6 +154,13 @@ impl<T: Copy> Ring<T> {
         self.points.iter().skip(skip).copied().collect()
     }
 
+    /// The newest points for which `newer` holds plus the one before
+    /// them (rates of the first need it), oldest first.
+    pub fn newer_with_previous(&self, newer: impl Fn(&T) -> bool) -> Vec<T> {
+        let fresh = self.points.iter().rev().take_while(|p| newer(p)).count();
+        self.tail(fresh + 1)
+    }
+
     /// Every point for which `keep` holds, oldest first.
     pub fn filtered(&self, keep: impl Fn(&T) -> bool) -> Vec<T> {
         self.points.iter().filter(|p| keep(p)).copied().collect()
@@ -247,6 +254,8 @@ mod tests {
         assert_eq!(r.tail(2), vec![3, 4]);
         assert_eq!(r.last(), Some(4));
         assert_eq!(r.filtered(|v| *v > 2), vec![3, 4]);
+        assert_eq!(r.newer_with_previous(|v| *v > 3), vec![3, 4]);
+        assert_eq!(r.newer_with_previous(|v| *v > 9), vec![4]);
     }
 
     #[test]

@@ -199,31 +199,24 @@ impl StatsSampler {
             .collect()
     }
 
-    /// The long history of `id` after `since` (Unix ms), oldest first;
-    /// `None` when the container is not being sampled.
+    /// The long history of `id` after `since` (Unix ms) and the point
+    /// before (for rates), oldest first; `None` when the container is not
+    /// being sampled.
     pub fn history(&self, id: &str, since: Option<i64>) -> Option<Vec<Point>> {
         let windows = self.shared.read_windows();
         let t = windows.get(id)?;
         Some(match since {
-            Some(s) => t.history.filtered(|p| p.t > s),
+            Some(s) => t.history.newer_with_previous(|p| p.t > s),
             None => t.history.tail(HISTORY_POINTS),
         })
     }
 
-    /// The newest `n` points of every sampled container, for sparklines.
-    pub fn history_tails(&self, n: usize) -> HashMap<String, Vec<Point>> {
-        self.shared
-            .read_windows()
-            .iter()
-            .map(|(id, t)| (id.clone(), t.history.tail(n)))
-            .collect()
-    }
-
-    /// The host's history after `since` (Unix ms), oldest first.
+    /// The host's history after `since` (Unix ms) and the point before,
+    /// oldest first.
     pub fn host_history(&self, since: Option<i64>) -> Vec<HostPoint> {
         let host = self.shared.host.read().unwrap_or_else(|e| e.into_inner());
         match since {
-            Some(s) => host.filtered(|p| p.t > s),
+            Some(s) => host.newer_with_previous(|p| p.t > s),
             None => host.tail(HISTORY_POINTS),
         }
     }
@@ -641,6 +634,18 @@ impl Engine {
     /// labels and the dashboard's table.
     pub fn container_records(&self) -> Vec<crate::containers::record::Container> {
         self.containers.all().iter().map(|h| h.snapshot()).collect()
+    }
+
+    /// Every container's ID and status, without copying records.
+    pub fn container_statuses(&self) -> Vec<(String, crate::containers::record::Status)> {
+        self.containers
+            .all()
+            .iter()
+            .map(|h| {
+                let c = h.lock();
+                (c.id.clone(), c.state.status)
+            })
+            .collect()
     }
 
     /// A copy of container `id`'s record (full ID or name).
