@@ -429,6 +429,32 @@ fn remapped_container_files(backend: Backend) {
     assert_eq!(owner(&root.join("bin/busybox")), (uid, gid), "image file");
     assert_eq!(owner(&root), (uid, gid), "rootfs");
     assert_eq!(owner(&root.join("etc/berth-release")), (uid, gid));
+    // docker cp: in, owners become the remapped ids; out, the
+    // container's ids.
+    let local = d.scratch_dir().join("copied.txt");
+    std::fs::write(&local, "copied\n").unwrap();
+    d.docker(&["cp", local.to_str().unwrap(), "writer:/copied.txt"])
+        .ok();
+    assert_eq!(owner(&root.join("copied.txt")), (uid, gid), "docker cp in");
+    let tar_out = d
+        .docker_command(&["cp", "writer:/bin/busybox", "-"])
+        .output()
+        .unwrap();
+    assert!(tar_out.status.success());
+    let mut listing = Command::new("tar")
+        .args(["-tv", "--numeric-owner", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = listing.stdin.take().unwrap();
+        stdin.write_all(&tar_out.stdout).unwrap();
+    }
+    let listing = listing.wait_with_output().unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains(" 0/0 "), "docker cp out: {listing}");
     d.docker(&["rm", "-f", "writer"]).ok();
 
     // Stopped: the file sits in the container's layer on the driver, with

@@ -610,7 +610,13 @@ impl Engine {
             let (stat, found) = stat_path(root, path).map_err(|e| lookup_error(e, path, name))?;
             let entry = stat.name.clone();
             on_stat(stat);
-            pack_tree(found.parent.as_fd(), &found.leaf, &entry, out)?;
+            pack_tree(
+                found.parent.as_fd(),
+                &found.leaf,
+                &entry,
+                out,
+                self.layers.id_map(),
+            )?;
             Ok(())
         })
     }
@@ -653,6 +659,7 @@ impl Engine {
                 no_overwrite_dir_non_dir,
                 chown,
                 dest_name: found.path.display().to_string(),
+                ids: self.layers.id_map().clone(),
             };
             unpack_tree(dest.as_fd(), &mut tar, &opts)?;
             Ok(())

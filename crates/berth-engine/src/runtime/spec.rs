@@ -457,7 +457,17 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec> {
 
     let (devices, device_rules) = resources::devices(hc)?;
     let mut sysctl: HashMap<String, String> = HashMap::new();
-    if inputs.network == NetworkMode::Private {
+    // dockerd's "private" network modes: anything but the host's or
+    // another container's namespace — the bridge sandbox berthd makes and
+    // the container joins by path included.
+    let mode = hc.network_mode.as_deref().unwrap_or("");
+    let own_netns = inputs.network != NetworkMode::Host
+        && mode != "host"
+        && !mode.starts_with("container:")
+        // A remapped root cannot write the sysctls of a namespace berthd
+        // made outside its user namespace (the bridge sandbox).
+        && !(remap.is_some() && inputs.network != NetworkMode::Private);
+    if own_netns {
         // dockerd's defaults for a namespace of the container's own: ping
         // and low ports without capabilities (ping sockets cannot be set
         // up from a remapped user namespace).
@@ -833,6 +843,30 @@ mod tests {
             .clone();
         assert_eq!(net.typ(), LinuxNamespaceType::Network);
         assert_eq!(net.path().as_deref(), Some(Path::new("/proc/1/ns/net")));
+        // A bridge sandbox joined by path is still the container's own
+        // namespace: dockerd's sysctls apply; another container's is not.
+        let sysctl = |s: &Spec| {
+            s.linux()
+                .as_ref()
+                .unwrap()
+                .sysctl()
+                .clone()
+                .unwrap_or_default()
+        };
+        if Path::new("/proc/sys/net/ipv4/ip_unprivileged_port_start").exists() {
+            assert!(sysctl(&joined).contains_key("net.ipv4.ip_unprivileged_port_start"));
+        }
+        let shared = f
+            .build(
+                &cfg(&["true"]),
+                &HostConfig {
+                    network_mode: Some("container:abc".into()),
+                    ..Default::default()
+                },
+                NetworkMode::Path("/proc/1/ns/net".into()),
+            )
+            .unwrap();
+        assert!(sysctl(&shared).is_empty());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use rustix::io::Errno;
 use tar::{EntryType, Header};
 
 use crate::error::{Result, StorageError};
+use crate::idmap::IdMap;
 
 /// The only extended attribute dockerd carries in `docker cp` archives.
 const CAPABILITY_XATTR: &str = "security.capability";
@@ -26,15 +27,19 @@ const CAPABILITY_XATTR: &str = "security.capability";
 /// (`"."` selects `dir` itself). Symlinks are archived, never followed.
 /// Entries that vanish or cannot be read while the walk runs are left
 /// out, as dockerd leaves them out; a failing `out` stops the walk.
+/// Owners are written as the container sees them (`ids` translated back);
+/// one from outside the ranges (a bind-mounted host file) stays as it is.
 pub fn pack_tree(
     dir: BorrowedFd<'_>,
     name: &OsStr,
     entry: &str,
     out: &mut dyn Write,
+    ids: &IdMap,
 ) -> Result<()> {
     let mut packer = Packer {
         builder: tar::Builder::new(out),
         links: HashMap::new(),
+        ids,
     };
     let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
         .map_err(|e| StorageError::io(format!("stat {:?}", name), e.into()))?;
@@ -49,6 +54,7 @@ struct Packer<'a> {
     builder: tar::Builder<&'a mut dyn Write>,
     /// First archive name of each multiply-linked inode.
     links: HashMap<(u64, u64), Vec<u8>>,
+    ids: &'a IdMap,
 }
 
 /// Why one entry was skipped rather than the whole walk failing.
@@ -126,8 +132,12 @@ impl Packer<'_> {
         let kind = FileType::from_raw_mode(st.st_mode);
         let mut header = Header::new_gnu();
         header.set_mode(st.st_mode & 0o7777);
-        header.set_uid(st.st_uid as u64);
-        header.set_gid(st.st_gid as u64);
+        let (uid, gid) = self
+            .ids
+            .to_container(st.st_uid, st.st_gid)
+            .unwrap_or((st.st_uid, st.st_gid));
+        header.set_uid(uid as u64);
+        header.set_gid(gid as u64);
         header.set_mtime(st.st_mtime.max(0) as u64);
         header.set_size(0);
         match kind {
@@ -300,7 +310,14 @@ mod tests {
             ),
         ] {
             let mut out = Vec::new();
-            pack_tree(root.as_fd(), OsStr::new("d"), entry, &mut out).unwrap();
+            pack_tree(
+                root.as_fd(),
+                OsStr::new("d"),
+                entry,
+                &mut out,
+                &IdMap::identity(),
+            )
+            .unwrap();
             let mut names: Vec<String> = tar::Archive::new(out.as_slice())
                 .entries()
                 .unwrap()

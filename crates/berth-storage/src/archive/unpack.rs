@@ -20,6 +20,7 @@ use super::apply::{archive_error, copy_exact, set_times, Meta};
 use super::beneath::{remove_all_at, split_leaf};
 use super::in_root;
 use crate::error::{Result, StorageError};
+use crate::idmap::IdMap;
 
 /// Mode of the directories an entry implies but the archive does not hold.
 const IMPLIED_DIR_MODE: u32 = 0o755;
@@ -31,8 +32,11 @@ pub struct UnpackOptions {
     /// Refuse to replace a directory with a non-directory or the reverse
     /// (`noOverwriteDirNonDir`).
     pub no_overwrite_dir_non_dir: bool,
-    /// Own every entry by this uid/gid instead of the archive's.
+    /// Own every entry by this uid/gid instead of the archive's (both are
+    /// container ids).
     pub chown: Option<(u32, u32)>,
+    /// Container ids to host ids (`--userns-remap`; identity otherwise).
+    pub ids: IdMap,
     /// How the destination is named in error messages.
     pub dest_name: String,
 }
@@ -87,7 +91,7 @@ fn io_err(what: &str, rel: &Path, e: Errno) -> StorageError {
 
 /// Opens directory `rel` below `dest`, making the missing components with
 /// mode 0755 as dockerd makes implied directories.
-fn ensure_parent(dest: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd> {
+fn ensure_parent(dest: BorrowedFd<'_>, rel: &Path, owner: (u32, u32)) -> Result<OwnedFd> {
     let flags = OFlags::PATH | OFlags::DIRECTORY;
     match in_root::open(dest, rel, flags) {
         Ok(fd) => return Ok(fd),
@@ -108,7 +112,20 @@ fn ensure_parent(dest: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd> {
                 let name = comp.as_os_str();
                 match rustix::fs::mkdirat(&current, name, Mode::from_raw_mode(IMPLIED_DIR_MODE)) {
                     // The umask narrowed it.
-                    Ok(()) => chmod_no_follow(&current, name, IMPLIED_DIR_MODE, &prefix)?,
+                    Ok(()) => {
+                        chmod_no_follow(&current, name, IMPLIED_DIR_MODE, &prefix)?;
+                        // Made for container root (the remapped one, if any).
+                        if owner != (0, 0) {
+                            rustix::fs::chownat(
+                                &current,
+                                name,
+                                Some(rustix::fs::Uid::from_raw(owner.0)),
+                                Some(rustix::fs::Gid::from_raw(owner.1)),
+                                AtFlags::SYMLINK_NOFOLLOW,
+                            )
+                            .map_err(|e| io_err("chown", &prefix, e))?;
+                        }
+                    }
                     Err(Errno::EXIST) => {}
                     Err(e) => return Err(io_err("mkdir", &prefix, e)),
                 }
@@ -134,7 +151,7 @@ fn unpack_entry<R: Read>(
         return Ok(None);
     };
     let (parent, name) = split_leaf(&rel);
-    let dir = ensure_parent(dest, parent)?;
+    let dir = ensure_parent(dest, parent, opts.ids.root())?;
     match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => {
             let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
@@ -169,6 +186,7 @@ fn unpack_entry<R: Read>(
         meta.uid = uid;
         meta.gid = gid;
     }
+    let meta = meta.mapped(&opts.ids)?;
     let perm = Mode::from_raw_mode(0o600);
     match kind {
         EntryType::Directory => match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o700)) {
