@@ -1,8 +1,8 @@
 //! Live restore through the real docker CLI: berthd is killed with SIGKILL
 //! while containers run, one of them exits and another writes output while
-//! it is down; after a fresh start `docker ps`, `logs`, `exec`, `stop`,
-//! `wait`, `unpause` and `attach` work on the re-adopted containers, and the
-//! one that exited shows its real exit code.
+//! it is down; after a fresh start (twice) `docker ps`, `logs [-f]`, `exec`,
+//! `stop`, `wait`, `unpause` and `attach` work on the re-adopted containers,
+//! and the one that exited shows its real exit code.
 
 #[macro_use]
 mod support;
@@ -48,6 +48,7 @@ fn containers_outlive_a_killed_daemon(backend: Backend) {
         "-c",
         "trap 'echo got TERM; exit 0' TERM; echo before; \
          while [ ! -e /ctl/go ]; do sleep 0.1; done; echo while-down; touch /ctl/said; \
+         while [ ! -e /ctl/again ]; do sleep 0.1; done; echo after-restart; \
          while :; do sleep 0.1; done",
     ]);
     h.run_detached(&[
@@ -117,9 +118,27 @@ fn containers_outlive_a_killed_daemon(backend: Backend) {
         .ok();
     assert!(ps.out().starts_with("Exited (42)"), "{ps}");
 
-    // Output written while berthd was down is in the log.
+    // Output written while berthd was down is in the log, and a follower
+    // started now sees what comes next.
     assert_eq!(h.logs("steady"), "before\nwhile-down\n");
     h.docker(&["exec", "steady", "true"]).ok();
+    let follow = Background::start(&h, &["logs", "-f", "steady"]);
+    std::fs::write(ctl.join("again"), "").unwrap();
+    h.wait_for_log("steady", "after-restart");
+
+    // A second crash re-adopts the re-adopted containers.
+    h.kill9();
+    let (_, out, _) = follow.finish();
+    assert!(out.starts_with("before\nwhile-down\n"), "{out}");
+    h.start();
+    for (name, pid) in &pids {
+        assert_eq!(
+            h.state(name)["Pid"].as_i64(),
+            Some(*pid),
+            "{name} after a second crash"
+        );
+    }
+    let follow = Background::start(&h, &["logs", "-f", "steady"]);
 
     // wait, then stop: the waiter gets the exit code.
     let waiter = Background::start(&h, &["wait", "waited"]);
@@ -129,7 +148,10 @@ fn containers_outlive_a_killed_daemon(backend: Backend) {
 
     h.docker(&["stop", "-t", "1", "steady"]).ok();
     assert_eq!(h.state("steady")["ExitCode"], 0);
-    assert_eq!(h.logs("steady"), "before\nwhile-down\ngot TERM\n");
+    let all = "before\nwhile-down\nafter-restart\ngot TERM\n";
+    assert_eq!(h.logs("steady"), all);
+    let (code, out, err) = follow.finish();
+    assert_eq!((code, out.as_str()), (Some(0), all), "{err}");
 
     h.docker(&["unpause", "frozen"]).ok();
     h.docker(&["exec", "frozen", "true"]).ok();
