@@ -927,6 +927,166 @@ mod tests {
         );
     }
 
+    fn build_with(
+        f: &Fixture,
+        hc: &HostConfig,
+        network: NetworkMode,
+        policy: &SecurityPolicy,
+    ) -> Result<Spec> {
+        build(&SpecInputs {
+            id: "abc",
+            rootfs: f.dir.path(),
+            config: &cfg(&["true"]),
+            host_config: hc,
+            mounts: &[],
+            hosts_path: Path::new("/x/hosts"),
+            resolv_conf_path: Path::new("/x/resolv.conf"),
+            hostname_path: Path::new("/x/hostname"),
+            network,
+            init_binary: None,
+            security: policy,
+        })
+    }
+
+    fn opts(v: &[&str]) -> HostConfig {
+        HostConfig {
+            security_opt: Some(v.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn seccomp_and_no_new_privileges_follow_dockerd() {
+        let f = Fixture::new();
+        let builtin = SecurityPolicy::default();
+        let seccomp = |s: &Spec| s.linux().as_ref().unwrap().seccomp().clone();
+        let nnp = |s: &Spec| s.process().as_ref().unwrap().no_new_privileges();
+        let plain = build_with(&f, &HostConfig::default(), NetworkMode::Private, &builtin).unwrap();
+        let filter = seccomp(&plain).expect("default profile");
+        assert_eq!(
+            filter.default_action(),
+            oci_spec::runtime::LinuxSeccompAction::ScmpActErrno
+        );
+        assert_eq!(nnp(&plain), None);
+        let unconfined = build_with(
+            &f,
+            &opts(&["seccomp=unconfined"]),
+            NetworkMode::Private,
+            &builtin,
+        )
+        .unwrap();
+        assert!(seccomp(&unconfined).is_none());
+        let privileged = HostConfig {
+            privileged: Some(true),
+            ..Default::default()
+        };
+        assert!(
+            seccomp(&build_with(&f, &privileged, NetworkMode::Private, &builtin).unwrap())
+                .is_none()
+        );
+        let privileged_builtin = HostConfig {
+            privileged: Some(true),
+            ..opts(&["seccomp=builtin"])
+        };
+        assert!(seccomp(
+            &build_with(&f, &privileged_builtin, NetworkMode::Private, &builtin).unwrap()
+        )
+        .is_some());
+
+        // The daemon's choices, and a container overriding them.
+        let daemon = SecurityPolicy {
+            seccomp: DaemonSeccomp::Unconfined,
+            no_new_privileges: true,
+            ..SecurityPolicy::default()
+        };
+        let s = build_with(&f, &HostConfig::default(), NetworkMode::Private, &daemon).unwrap();
+        assert!(seccomp(&s).is_none());
+        assert_eq!(nnp(&s), Some(true));
+        let s = build_with(
+            &f,
+            &opts(&["seccomp=builtin", "no-new-privileges=false"]),
+            NetworkMode::Private,
+            &daemon,
+        )
+        .unwrap();
+        assert!(seccomp(&s).is_some());
+        assert_eq!(nnp(&s), None);
+        let custom = SecurityPolicy {
+            seccomp: DaemonSeccomp::Custom {
+                path: "/p.json".into(),
+                json: r#"{"defaultAction":"SCMP_ACT_LOG"}"#.into(),
+            },
+            ..SecurityPolicy::default()
+        };
+        let s = build_with(&f, &HostConfig::default(), NetworkMode::Private, &custom).unwrap();
+        assert_eq!(
+            seccomp(&s).unwrap().default_action(),
+            oci_spec::runtime::LinuxSeccompAction::ScmpActLog
+        );
+        assert!(build_with(&f, &opts(&["seccomp={"]), NetworkMode::Private, &builtin).is_err());
+        // AppArmor is left out where the host does not enforce it.
+        assert_eq!(plain.process().as_ref().unwrap().apparmor_profile(), &None);
+    }
+
+    #[test]
+    fn remapped_containers_get_a_user_namespace() {
+        let f = Fixture::new();
+        let policy = SecurityPolicy {
+            userns: Some(crate::security::userns::Remap {
+                user: "berthremap".into(),
+                group: "berthremap".into(),
+                ids: berth_storage::IdMap::stacked(&[(100_000, 65_536)], &[(200_000, 65_536)]),
+            }),
+            ..SecurityPolicy::default()
+        };
+        let s = build_with(
+            &f,
+            &HostConfig::default(),
+            NetworkMode::Path("/run/netns/x".into()),
+            &policy,
+        )
+        .unwrap();
+        assert!(ns_types(&s).contains(&LinuxNamespaceType::User));
+        let linux = s.linux().as_ref().unwrap();
+        let uids = linux.uid_mappings().as_ref().unwrap();
+        assert_eq!((uids[0].host_id(), uids[0].size()), (100_000, 65_536));
+        assert_eq!(linux.gid_mappings().as_ref().unwrap()[0].host_id(), 200_000);
+        // No net sysctls in a namespace the remapped root does not own,
+        // /sys bound instead of mounted, the cgroup tree writable.
+        assert!(linux.sysctl().is_none());
+        let mounts = s.mounts().as_ref().unwrap();
+        let sys = mounts
+            .iter()
+            .find(|m| m.destination() == Path::new("/sys"))
+            .unwrap();
+        assert_eq!(sys.typ().as_deref(), Some("bind"));
+        assert!(sys.options().as_ref().unwrap().contains(&"ro".to_string()));
+        let cgroup = mounts
+            .iter()
+            .find(|m| m.typ().as_deref() == Some("cgroup"))
+            .unwrap();
+        assert!(!cgroup
+            .options()
+            .as_ref()
+            .unwrap()
+            .contains(&"ro".to_string()));
+        // --userns=host opts out; privileged without it is refused.
+        let host = HostConfig {
+            userns_mode: Some("host".into()),
+            privileged: Some(true),
+            ..Default::default()
+        };
+        let s = build_with(&f, &host, NetworkMode::Private, &policy).unwrap();
+        assert!(!ns_types(&s).contains(&LinuxNamespaceType::User));
+        let privileged = HostConfig {
+            privileged: Some(true),
+            ..Default::default()
+        };
+        assert!(build_with(&f, &privileged, NetworkMode::Private, &policy).is_err());
+        assert!(check_isolation(&privileged, &policy).is_err());
+        assert!(check_isolation(&privileged, &SecurityPolicy::default()).is_ok());
+    }
+
     #[test]
     fn exec_inherits_and_overrides() {
         let f = Fixture::new();

@@ -188,6 +188,37 @@ mod tests {
         assert!(bare.contains("signal (receive) peer=\"berthd\","));
     }
 
+    /// The real parser compiles the profile (without loading it: this
+    /// needs no AppArmor in the kernel, only the `apparmor` package).
+    #[test]
+    fn apparmor_parser_compiles_the_profile() {
+        if !Path::new(PARSER).exists() {
+            eprintln!("skipped: {PARSER} is not installed");
+            return;
+        }
+        let text = profile_text(DEFAULT_PROFILE, "unconfined", |m| {
+            Path::new(MACROS).join(m).exists()
+        });
+        let mut child = Command::new(PARSER)
+            .args(["--skip-kernel-load", "--skip-cache", "-o", "/dev/null"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     #[test]
     fn loaded_profiles_are_matched_by_whole_name() {
         let list = "docker-default (enforce)\nberth-default (enforce)\nmy profile (complain)\n";
