@@ -46,6 +46,13 @@ impl Netlink {
         let mut socket = Socket::new(NETLINK_ROUTE)?;
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
+        // An answer the kernel never completes must fail the request, not
+        // hang the daemon (callers may hold the host-wide subnet lock).
+        rustix::net::sockopt::set_socket_timeout(
+            &socket,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(std::time::Duration::from_secs(10)),
+        )?;
         Ok(Netlink { socket, seq: 0 })
     }
 
