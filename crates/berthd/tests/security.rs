@@ -486,6 +486,21 @@ fn remapped_container_files(backend: Backend) {
         "echo x > /data/x && echo wrote",
     );
     assert!(ok && out.contains("wrote"), "{out}");
+    // A container sharing another's network namespace gets a user
+    // namespace of its own with the same mapping: the namespace it joins
+    // is berthd's bridge sandbox, owned by the host's user namespace.
+    d.docker(&["run", "-d", "--name", "netowner", IMG, "sleep", "1000"])
+        .ok();
+    let (ok, out) = sh(
+        &d,
+        &["--network", "container:netowner"],
+        "id -u; cat /proc/self/uid_map",
+    );
+    assert!(
+        ok && out.starts_with("0\n") && out.contains(&uid.to_string()),
+        "{out}"
+    );
+    d.docker(&["rm", "-f", "netowner"]).ok();
     // Privileged needs --userns=host, as in dockerd.
     let out = d
         .docker(&["run", "--rm", "--privileged", IMG, "true"])
@@ -523,14 +538,52 @@ fn sh_image(d: &Daemon, image: &str, script: &str) -> (bool, String) {
     (out.success(), format!("{}{}", out.stdout, out.stderr))
 }
 
-/// `--userns-remap default` on btrfs and overlay2, one after the other:
-/// both start `berthremap`, which this test removes again if it made it.
+/// Turning `--userns-remap` off and on again switches between data roots:
+/// the remapped images are not seen unremapped, and are back afterwards.
+fn switching_remap_keeps_data_roots_apart(backend: Backend) {
+    let mut d = remapped_daemon(backend);
+    let (uid, gid) = remap_root();
+    let images = |d: &Daemon| d.docker(&["images", "-q"]).ok().stdout;
+    assert!(!images(&d).trim().is_empty());
+    d.stop();
+    d.settings_mut()
+        .extra_args
+        .retain(|a| a != "--userns-remap=default");
+    d.start();
+    assert!(
+        images(&d).trim().is_empty(),
+        "remapped images seen unremapped"
+    );
+    let info = d
+        .docker(&["info", "--format", "{{json .SecurityOptions}}"])
+        .ok();
+    assert!(!info.stdout.contains("userns"), "{info}");
+    d.stop();
+    d.settings_mut()
+        .extra_args
+        .push("--userns-remap=default".into());
+    d.start();
+    assert!(!images(&d).trim().is_empty(), "remapped images gone");
+    let top = std::fs::metadata(d.data_root()).unwrap();
+    assert_eq!(top.mode() & 0o7777, 0o711);
+    let mapped = std::fs::metadata(d.data_root().join(format!("{uid}.{gid}"))).unwrap();
+    assert_eq!(
+        (mapped.mode() & 0o7777, mapped.uid(), mapped.gid()),
+        (0o710, 0, gid)
+    );
+}
+
+/// `--userns-remap default` on btrfs, overlay2 and vfs, one after the
+/// other: each starts `berthremap`, which this test removes again if it
+/// made it.
 #[test]
-fn userns_remap_on_btrfs_and_overlay2() {
+fn userns_remap_on_btrfs_overlay2_and_vfs() {
     berth_testkit::require_root();
     let _guard = RemapUserGuard {
         made: !remap_user_exists(),
     };
     remapped_container_files(Backend::Btrfs);
     remapped_container_files(Backend::Overlay2);
+    remapped_container_files(Backend::Vfs);
+    switching_remap_keeps_data_roots_apart(Backend::Overlay2);
 }
