@@ -429,6 +429,12 @@ fn remapped_container_files(backend: Backend) {
     assert_eq!(owner(&root.join("bin/busybox")), (uid, gid), "image file");
     assert_eq!(owner(&root), (uid, gid), "rootfs");
     assert_eq!(owner(&root.join("etc/berth-release")), (uid, gid));
+    // docker exec runs as the same remapped root.
+    let out = d
+        .docker(&["exec", "writer", "sh", "-c", "id -u && touch /exec-made"])
+        .ok();
+    assert_eq!(out.stdout.trim(), "0");
+    assert_eq!(owner(&root.join("exec-made")), (uid, gid), "made by exec");
     // docker cp: in, owners become the remapped ids; out, the
     // container's ids.
     let local = d.scratch_dir().join("copied.txt");
@@ -479,6 +485,16 @@ fn remapped_container_files(backend: Backend) {
     assert_eq!(owner(&in_layer), (uid, gid));
     d.docker(&["rm", "stopped"]).ok();
 
+    // Binds keep host ownership (read-only remount inside the namespace
+    // included).
+    let host_dir = d.scratch_dir().join(format!("bind-{marker}"));
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("seen.txt"), "from the host\n").unwrap();
+    open_ancestors(&host_dir.join("seen.txt"));
+    let bind = format!("{}:/bound:ro", host_dir.display());
+    let (ok, out) = sh(&d, &["-v", &bind], "cat /bound/seen.txt; touch /bound/x");
+    assert!(!ok && out.contains("from the host"), "{out}");
+    assert!(out.contains("Read-only file system"), "{out}");
     // Named volumes belong to container root too.
     let (ok, out) = sh(
         &d,
@@ -486,21 +502,37 @@ fn remapped_container_files(backend: Backend) {
         "echo x > /data/x && echo wrote",
     );
     assert!(ok && out.contains("wrote"), "{out}");
-    // A container sharing another's network namespace gets a user
-    // namespace of its own with the same mapping: the namespace it joins
-    // is berthd's bridge sandbox, owned by the host's user namespace.
-    d.docker(&["run", "-d", "--name", "netowner", IMG, "sleep", "1000"])
-        .ok();
-    let (ok, out) = sh(
-        &d,
-        &["--network", "container:netowner"],
-        "id -u; cat /proc/self/uid_map",
-    );
+    // The bridge network works, in a namespace the container's user
+    // namespace owns (sysfs mounted, not bound from the host).
+    let (ok, out) = sh(&d, &[], "ip -4 addr show eth0; mount | grep ' /sys '");
     assert!(
-        ok && out.starts_with("0\n") && out.contains(&uid.to_string()),
+        ok && out.contains("inet ") && out.contains("sysfs on /sys type sysfs"),
         "{out}"
     );
-    d.docker(&["rm", "-f", "netowner"]).ok();
+    // A container sharing another's network namespace shares its user
+    // namespace too, as in dockerd; exec reaches both.
+    d.docker(&["run", "-d", "--name", "netowner", IMG, "sleep", "1000"])
+        .ok();
+    let owner_pid = host_pid(&d, "netowner");
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "netsharer",
+        "--network",
+        "container:netowner",
+        IMG,
+        "sleep",
+        "1000",
+    ])
+    .ok();
+    let sharer_pid = host_pid(&d, "netsharer");
+    let ns = |pid: u32, kind: &str| std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap();
+    assert_eq!(ns(owner_pid, "user"), ns(sharer_pid, "user"));
+    assert_eq!(ns(owner_pid, "net"), ns(sharer_pid, "net"));
+    let out = d.docker(&["exec", "netsharer", "id", "-u"]).ok();
+    assert_eq!(out.stdout.trim(), "0");
+    d.docker(&["rm", "-f", "netsharer", "netowner"]).ok();
     // Privileged needs --userns=host, as in dockerd.
     let out = d
         .docker(&["run", "--rm", "--privileged", IMG, "true"])

@@ -107,17 +107,30 @@ impl Engine {
             _ => {}
         }
         let network = self.network_for(&c)?;
-        let network = match self.sandbox_up(&c, network).await {
-            Ok(n) => n,
-            Err(e) => return Err(self.start_failed(handle, e).await),
+        // A remapped container's network namespace is made by runc, inside
+        // its user namespace, and plumbed once the task exists (security.md).
+        let adopt = crate::runtime::spec::is_remapped(&c.host_config, &self.security)
+            && self.wants_sandbox(&c, &network);
+        let network = match adopt {
+            true => network,
+            false => match self.sandbox_up(&c, network).await {
+                Ok(n) => n,
+                Err(e) => return Err(self.start_failed(handle, e).await),
+            },
         };
         let engine = Arc::clone(self);
         let task_c = c.clone();
         let created = tokio::task::spawn_blocking(move || engine.create_task(&task_c, network))
             .await
             .map_err(blocking_err)?;
-        if let Err(e) = created {
-            return Err(self.start_failed(handle, e).await);
+        let pid = match created {
+            Ok(pid) => pid,
+            Err(e) => return Err(self.start_failed(handle, e).await),
+        };
+        if adopt {
+            if let Err(e) = self.sandbox_adopt(&c, pid).await {
+                return Err(self.start_failed(handle, e).await);
+            }
         }
         let process = self.init_process(&c.id);
         let stdin_open = c.config.open_stdin.unwrap_or(false);

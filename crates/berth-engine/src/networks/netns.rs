@@ -100,6 +100,29 @@ pub fn pin_from(path: &Path, pid: u32) -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
+/// Pins at `path` the namespace runc made for process `pid` and brings its
+/// loopback up. A `--userns-remap` container's namespace must be made this
+/// way, inside its user namespace: one berthd made would belong to the
+/// host's, where the container's root can neither mount sysfs nor `docker
+/// exec` into it.
+pub fn adopt(path: &Path, pid: u32) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    pin_from(path, pid)?;
+    let up = run_in(path, || {
+        let mut nl = super::netlink::Netlink::open()?;
+        if let Some(lo) = nl.link("lo")? {
+            nl.set_up(lo.index, None)?;
+        }
+        Ok(())
+    });
+    if up.is_err() {
+        let _ = remove(path);
+    }
+    up
+}
+
 /// Whether `path` is a pinned namespace (a bind mount of an nsfs inode).
 pub fn is_pinned(path: &Path) -> bool {
     const NSFS_MAGIC: u64 = 0x6e73_6673;

@@ -310,30 +310,55 @@ impl Engine {
         c: &Container,
         mode: NetworkMode,
     ) -> Result<NetworkMode> {
-        if mode != NetworkMode::Private || !self.networks.enabled() {
+        if !self.wants_sandbox(c, &mode) {
             return Ok(mode);
         }
-        let attached = self
-            .networks
-            .lock()
-            .containers
-            .get(&c.id)
-            .is_some_and(|a| !a.endpoints.is_empty());
-        if !attached {
-            return Ok(mode);
-        }
-        let engine = Arc::clone(self);
-        let c2 = c.clone();
-        let (path, joined) = tokio::task::spawn_blocking(move || engine.sandbox_up_blocking(&c2))
-            .await
-            .map_err(|e| EngineError::Internal(e.to_string()))??;
-        for n in &joined {
-            self.publish_bridge_event(n, "connect", &c.id);
-        }
+        let path = self.sandbox_up_with(c, None).await?;
         Ok(NetworkMode::Path(path))
     }
 
-    fn sandbox_up_blocking(&self, c: &Container) -> Result<(PathBuf, Vec<NetworkRecord>)> {
+    /// Whether a container started in `mode` is plumbed into a bridge.
+    pub(crate) fn wants_sandbox(&self, c: &Container, mode: &NetworkMode) -> bool {
+        *mode == NetworkMode::Private
+            && self.networks.enabled()
+            && self
+                .networks
+                .lock()
+                .containers
+                .get(&c.id)
+                .is_some_and(|a| !a.endpoints.is_empty())
+    }
+
+    /// After the task is created, before it starts: plumbs the network
+    /// namespace runc made for process `pid` (a `--userns-remap`
+    /// container's, which its user namespace must own; see
+    /// [`netns::adopt`]). Call only where [`Engine::wants_sandbox`] holds.
+    pub(crate) async fn sandbox_adopt(self: &Arc<Self>, c: &Container, pid: u32) -> Result<()> {
+        self.sandbox_up_with(c, Some(pid)).await.map(|_| ())
+    }
+
+    async fn sandbox_up_with(
+        self: &Arc<Self>,
+        c: &Container,
+        adopt: Option<u32>,
+    ) -> Result<PathBuf> {
+        let engine = Arc::clone(self);
+        let c2 = c.clone();
+        let (path, joined) =
+            tokio::task::spawn_blocking(move || engine.sandbox_up_blocking(&c2, adopt))
+                .await
+                .map_err(|e| EngineError::Internal(e.to_string()))??;
+        for n in &joined {
+            self.publish_bridge_event(n, "connect", &c.id);
+        }
+        Ok(path)
+    }
+
+    fn sandbox_up_blocking(
+        &self,
+        c: &Container,
+        adopt: Option<u32>,
+    ) -> Result<(PathBuf, Vec<NetworkRecord>)> {
         let net = &self.networks;
         let config = net.config.clone().expect("networking is on");
         // A sandbox left from an earlier run (a crash mid-start) goes first.
@@ -435,7 +460,11 @@ impl Engine {
             // Recorded before the kernel work, so a crash mid-way is undone
             // at the next start.
             net.store.save_attachments(&c.id, &snapshot)?;
-            netns::create(&path).map_err(|e| internal("create the network namespace", e))?;
+            match adopt {
+                Some(pid) => netns::adopt(&path, pid),
+                None => netns::create(&path),
+            }
+            .map_err(|e| internal("create the network namespace", e))?;
             let ns = File::open(&path).map_err(|e| internal("open the network namespace", e))?;
             let mut host = Netlink::open().map_err(|e| internal("netlink", e))?;
             let mut default_route = true;

@@ -138,6 +138,19 @@ pub fn check_isolation(hc: &HostConfig, policy: &SecurityPolicy) -> Result<()> {
     Ok(())
 }
 
+/// `--network container:NAME`.
+fn shares_netns(hc: &HostConfig) -> bool {
+    hc.network_mode
+        .as_deref()
+        .is_some_and(|m| m.starts_with("container:"))
+}
+
+/// Whether the container runs in a remapped user namespace
+/// (`--userns-remap` on, and no `--userns=host`).
+pub fn is_remapped(hc: &HostConfig, policy: &SecurityPolicy) -> bool {
+    policy.userns.is_some() && !userns::wants_host(hc).unwrap_or(false)
+}
+
 /// Whether containers get a cgroup namespace of their own unless they ask
 /// otherwise (cgroup v2, as dockerd decides); `docker info` says
 /// `name=cgroupns` then.
@@ -388,12 +401,20 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec> {
 
     let mut namespaces = namespaces::list(&modes, &inputs.network, hc.cgroupns_mode)?;
     if remap.is_some() {
-        namespaces.push(
-            oci_spec::runtime::LinuxNamespaceBuilder::default()
-                .typ(oci_spec::runtime::LinuxNamespaceType::User)
-                .build()
-                .map_err(spec_err)?,
-        );
+        let mut user = oci_spec::runtime::LinuxNamespaceBuilder::default()
+            .typ(oci_spec::runtime::LinuxNamespaceType::User);
+        // Sharing another container's network namespace means sharing its
+        // user namespace too, which owns it, as in dockerd.
+        let shared_net = hc
+            .network_mode
+            .as_deref()
+            .is_some_and(|m| m.starts_with("container:"));
+        if let (true, NetworkMode::Path(net)) = (shared_net, &inputs.network) {
+            if let Some(ns_dir) = net.parent().filter(|_| net.ends_with("ns/net")) {
+                user = user.path(ns_dir.join("user"));
+            }
+        }
+        namespaces.push(user.build().map_err(spec_err)?);
     }
 
     let (mount_table, rootfs_propagation) = mounts::build(&mounts::MountInputs {
@@ -417,11 +438,12 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec> {
         init,
     })?;
     let mut mount_table = mount_table;
-    if remap.is_some() && inputs.network != NetworkMode::Private {
+    if remap.is_some() && inputs.network != NetworkMode::Private && !shares_netns(hc) {
         // A remapped root may mount sysfs only in a network namespace its
-        // own user namespace owns; one joined by path (the bridge sandbox
-        // berthd made, another container's) is not, so /sys is bound from
-        // the host instead, read-only — what runc does itself when the
+        // user namespace owns. Bridge containers get theirs from runc and
+        // sharers join the owner's user namespace, so this is a fallback
+        // for any other namespace joined by path: /sys is bound from the
+        // host instead, read-only — what runc 1.2 does itself when the
         // sysfs mount is refused.
         for m in mount_table.iter_mut() {
             if m.destination() == Path::new("/sys") && m.typ().as_deref() == Some("sysfs") {
