@@ -84,9 +84,10 @@ async function pollHosts() {
     return el("div", { class: "host " + (up ? "up" : "down"), "data-host": h.id },
       el("div", { class: "host-head" },
         el("span", { class: "dot" }),
-        el("strong", {}, i.name || h.name),
+        el("strong", {}, h.id === "local" ? i.name || h.name : h.name),
         el("span", { class: "badge" }, h.kind || "?"),
-        el("span", { class: "muted" }, h.id === "local" ? "this daemon" : h.address)),
+        el("span", { class: "muted small" }, h.id === "local" ? "this daemon"
+          : (i.name ? "host " + i.name + " · " : "") + h.address)),
       up ? el("div", { class: "host-body" },
         el("div", {}, `${i.platform || ""} ${i.server_version || ""} · API ${i.api_version || ""}`),
         el("div", {}, `${i.os || ""} · kernel ${i.kernel || ""}`),
@@ -197,7 +198,12 @@ function renderTable() {
   document.getElementById("ct-count").textContent = `${rows.length} shown of ${state.rows.size}`;
   const body = document.querySelector("#containers tbody");
   body.replaceChildren(...rows.map(({ row, s }) => {
+    // An unlimited container reports the machine's memory as its limit:
+    // then the sparkline scales to the container's own use.
     const memLimit = last(s.mem_limit || []) || 0;
+    const host = state.hosts.find((h) => h.id === row.host);
+    const hostMem = (host && host.info && host.info.mem_total) || 0;
+    const limited = memLimit > 0 && (!hostMem || memLimit < hostMem);
     const net = sum2(s.rx || [], s.tx || []);
     const blk = sum2(s.blk_read || [], s.blk_write || []);
     const fsNow = last(s.fs || []);
@@ -209,8 +215,10 @@ function renderTable() {
       el("td", {}, stateBadge(row.state), el("div", { class: "muted small" }, row.status)),
       el("td", { class: "cell-cpu" }, C.sparkline(s.cpu || [], { color: COLORS.cpu, floor: 0.01, cls: "spark-cpu" }),
         el("div", {}, cores(last(s.cpu || [])))),
-      el("td", {}, C.sparkline(s.mem || [], { color: COLORS.mem, max: memLimit, cls: "spark-mem" }),
-        el("div", {}, `${bytes(last(s.mem || []))} / ${bytes(memLimit)}`)),
+      el("td", {}, C.sparkline(s.mem || [], {
+        color: COLORS.mem, max: limited ? memLimit : undefined, floor: 1024 * 1024, cls: "spark-mem",
+      }),
+        el("div", {}, `${bytes(last(s.mem || []))} / ${limited ? bytes(memLimit) : "no limit"}`)),
       el("td", {}, C.sparkline(net, { color: COLORS.rx, floor: 1024, cls: "spark-net" }),
         el("div", {}, `${rate(last(s.rx || []))} ↓ ${rate(last(s.tx || []))} ↑`)),
       el("td", {}, C.sparkline(blk, { color: COLORS.read, floor: 1024, cls: "spark-blk" }),
@@ -292,6 +300,8 @@ async function pollPage() {
   document.getElementById("c-name").textContent = row.name;
   document.getElementById("c-host").textContent = "on " + row.host_name;
   const d = data.details || {};
+  p.details = d;
+  p.row = row;
   const facts = [
     ["ID", row.id], ["Image", row.image], ["State", row.state + " · " + row.status],
     d.command ? ["Command", d.command] : null,
@@ -317,12 +327,15 @@ function drawPage() {
   }
   const v = (k) => (s[k] || []).slice(from);
   const t = s.t.slice(from);
-  const memLimit = last(v("mem_limit")) || 0;
   C.lineChart(document.getElementById("c-cpu"), {
     t, fmt: cores, floor: 0.01, series: [{ name: "cpu", values: v("cpu"), color: COLORS.cpu }],
   });
+  // The limit line only for a real --memory limit (the sampler reports
+  // the machine's memory otherwise).
+  const specLimit = (p.details && p.details.memory_limit) || 0;
   C.lineChart(document.getElementById("c-mem"), {
-    t, fmt: bytes, floor: 1024 * 1024, limit: { value: memLimit, label: "limit " + bytes(memLimit), show: false },
+    t, fmt: bytes, floor: 1024 * 1024,
+    limit: specLimit > 0 ? { value: specLimit, label: "limit " + bytes(specLimit) } : null,
     series: [
       { name: "usage", values: v("mem"), color: COLORS.mem },
       { name: "working set", values: v("working_set"), color: COLORS.ws },

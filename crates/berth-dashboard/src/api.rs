@@ -56,17 +56,7 @@ impl DashState {
         let info = tokio::task::spawn_blocking(move || {
             let info = serde_json::to_value(engine.info()).unwrap_or_default();
             let version = serde_json::to_value(engine.version()).unwrap_or_default();
-            let mut h = HostInfo::from_remote(&info, &version);
-            let statuses = engine.container_statuses();
-            h.containers = statuses.len() as i64;
-            for (_, st) in statuses {
-                match st.as_str() {
-                    "running" | "restarting" => h.running += 1,
-                    "paused" => h.paused += 1,
-                    _ => h.stopped += 1,
-                }
-            }
-            h
+            HostInfo::from_remote(&info, &version)
         })
         .await
         .unwrap_or_default();

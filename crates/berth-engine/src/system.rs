@@ -97,13 +97,22 @@ impl Engine {
         }
         // The storage driver's own (devicemapper on loop files, for one).
         warnings.extend(self.driver.warnings());
+        // dockerd's counting: by state string, restarting ones as stopped.
+        let (mut running, mut paused, mut stopped) = (0i64, 0i64, 0i64);
+        for h in self.containers.all() {
+            match h.lock().state.status {
+                crate::containers::record::Status::Running => running += 1,
+                crate::containers::record::Status::Paused => paused += 1,
+                _ => stopped += 1,
+            }
+        }
         warnings.extend(self.security.warnings());
         SystemInfo {
             id: Some(id),
-            containers: Some(0),
-            containers_running: Some(0),
-            containers_paused: Some(0),
-            containers_stopped: Some(0),
+            containers: Some(running + paused + stopped),
+            containers_running: Some(running),
+            containers_paused: Some(paused),
+            containers_stopped: Some(stopped),
             images: Some(self.image_count() as i64),
             driver: Some(self.driver.name().to_string()),
             driver_status: Some(

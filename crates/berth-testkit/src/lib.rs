@@ -7,6 +7,7 @@
 pub mod archive;
 pub mod btrfs;
 pub mod busybox;
+pub mod chromium;
 pub mod daemon;
 pub mod docker_cli;
 pub mod hostile;

@@ -942,6 +942,29 @@ mod tests {
     }
 
     #[test]
+    fn metrics_addr_and_dashboard_hosts() {
+        let c = parse(
+            &["--metrics-addr", "127.0.0.1:9323"],
+            Some(r#"{"dashboard-hosts": ["unix:///run/docker.sock,name=old"]}"#),
+        )
+        .unwrap();
+        assert_eq!(c.metrics_addr.as_deref(), Some("127.0.0.1:9323"));
+        assert_eq!(c.dashboard_hosts, ["unix:///run/docker.sock,name=old"]);
+        assert!(parse(&["--metrics-addr", "9323"], None).is_err());
+        assert!(parse(&["--dashboard-host", "unix:///x.sock"], None).is_err());
+        assert!(parse(
+            &[
+                "--metrics-addr",
+                "127.0.0.1:1",
+                "--dashboard-host",
+                "http://x"
+            ],
+            None
+        )
+        .is_err());
+    }
+
+    #[test]
     fn tls_keys_come_from_flags_or_file() {
         let c = parse(
             &[

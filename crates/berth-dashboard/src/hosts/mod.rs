@@ -145,7 +145,7 @@ async fn poll(host: &RemoteHost) {
         let started = tokio::time::Instant::now();
         let result = async {
             let up = host.read().up;
-            if round % META_EVERY == 0 || !up {
+            if round.is_multiple_of(META_EVERY) || !up {
                 refresh_meta(host).await?;
             }
             refresh_stats(host).await

@@ -345,12 +345,11 @@ fn memory_stat(s: &ContainerSnapshot, keys: &[&str]) -> Option<f64> {
     keys.iter().find_map(|k| stats.get(*k)).map(|v| *v as f64)
 }
 
+/// Which counter of an interface a network family reports.
+type NetRead = fn(&berth_engine::stats::response::NetworkStats) -> u64;
+
 /// Network families: name, help, which counter of an interface.
-const NETWORK: &[(
-    &str,
-    &str,
-    fn(&berth_engine::stats::response::NetworkStats) -> u64,
-)] = &[
+const NETWORK: &[(&str, &str, NetRead)] = &[
     (
         "container_network_receive_bytes",
         "Cumulative count of bytes received",

@@ -93,7 +93,6 @@ impl Collector for EngineCollector {
             MetricType::Gauge,
         )?;
         labelled_gauge(&mut m, &self.identity.info, 1.0)?;
-        drop(m);
         let mut m = family(
             &mut enc,
             "berth_build_info",
@@ -101,7 +100,6 @@ impl Collector for EngineCollector {
             MetricType::Gauge,
         )?;
         labelled_gauge(&mut m, &self.identity.build, 1.0)?;
-        drop(m);
 
         let (mut running, mut paused, mut stopped) = (0, 0, 0);
         for (_, status) in e.container_statuses() {
@@ -124,7 +122,6 @@ impl Collector for EngineCollector {
         ] {
             labelled_gauge(&mut m, &[("state", state)], n as f64)?;
         }
-        drop(m);
         gauge(
             &mut enc,
             "berth_images",
