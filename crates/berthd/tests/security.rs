@@ -605,11 +605,48 @@ fn switching_remap_keeps_data_roots_apart(backend: Backend) {
     );
 }
 
-/// `--userns-remap default` on btrfs, overlay2 and vfs, one after the
+/// The same on zfs (zfs-fuse here): image files and what container root
+/// writes are the remapped ids'.
+fn remapped_on_zfs() {
+    let pool = berth_testkit::ZfsPool::new().expect("a zfs-fuse pool");
+    let data_root = pool.path().join("data-root");
+    open_ancestors(&data_root);
+    let d = with_image(
+        support::builder()
+            .data_root(&data_root)
+            .storage_driver("zfs")
+            .arg("--userns-remap=default")
+            .start(),
+    );
+    let (uid, gid) = remap_root();
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "zwriter",
+        IMG,
+        "sh",
+        "-c",
+        "echo hi > /made-on-zfs && sleep 1000",
+    ])
+    .ok();
+    let root = PathBuf::from(format!("/proc/{}/root", host_pid(&d, "zwriter")));
+    for _ in 0..100 {
+        if root.join("made-on-zfs").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(owner(&root.join("made-on-zfs")), (uid, gid));
+    assert_eq!(owner(&root.join("bin/busybox")), (uid, gid));
+    d.docker(&["rm", "-f", "zwriter"]).ok();
+}
+
+/// `--userns-remap default` on btrfs, overlay2, vfs and zfs, one after the
 /// other: each starts `berthremap`, which this test removes again if it
 /// made it.
 #[test]
-fn userns_remap_on_btrfs_overlay2_and_vfs() {
+fn userns_remap_on_every_driver() {
     berth_testkit::require_root();
     let _guard = RemapUserGuard {
         made: !remap_user_exists(),
@@ -617,5 +654,6 @@ fn userns_remap_on_btrfs_overlay2_and_vfs() {
     remapped_container_files(Backend::Btrfs);
     remapped_container_files(Backend::Overlay2);
     remapped_container_files(Backend::Vfs);
+    remapped_on_zfs();
     switching_remap_keeps_data_roots_apart(Backend::Overlay2);
 }
