@@ -166,6 +166,14 @@ fn caps_and_seccomp_options() {
         status_field(&d, &["--security-opt", "seccomp=unconfined"], "Seccomp"),
         "0"
     );
+    // The profile's rules depend on the capabilities: with CAP_SYS_ADMIN
+    // the same filter lets unshare through.
+    let (ok, out) = sh(&d, &["--cap-add", "SYS_ADMIN"], "unshare -r id -u");
+    assert!(ok && out.trim() == "0", "{out}");
+    assert_eq!(
+        status_field(&d, &["--cap-add", "SYS_ADMIN"], "Seccomp"),
+        "2"
+    );
 
     // A profile file: the docker CLI reads it and sends its content.
     let profile = d.scratch_dir().join("deny-mkdir.json");
@@ -256,6 +264,38 @@ fn daemon_wide_settings() {
         ),
         "0"
     );
+}
+
+/// A daemon-wide custom profile file applies to every container.
+#[test]
+fn daemon_wide_profile_file() {
+    let fs = Backend::Overlay2.loopfs();
+    let profile = fs.path().join("deny-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let d = with_image(
+        support::builder()
+            .on_loopfs(fs)
+            .storage_driver("overlay2")
+            .arg(format!("--seccomp-profile={}", profile.display()))
+            .start(),
+    );
+    let opts = security_options(&d);
+    assert!(
+        opts.contains(&format!("name=seccomp,profile={}", profile.display())),
+        "{opts:?}"
+    );
+    let (ok, out) = sh(&d, &[], "mkdir /x");
+    assert!(!ok && out.contains("Operation not permitted"), "{out}");
+    let (ok, out) = sh(
+        &d,
+        &["--security-opt", "seccomp=builtin"],
+        "mkdir /x && echo made",
+    );
+    assert!(ok && out.contains("made"), "{out}");
 }
 
 /// Removes `berthremap` and its subordinate ranges at the end of the test
