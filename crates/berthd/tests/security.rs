@@ -418,7 +418,7 @@ fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
 }
 
 fn remapped_container_files(backend: Backend) {
-    let d = remapped_daemon(backend);
+    let mut d = remapped_daemon(backend);
     let (uid, gid) = remap_root();
     let opts = security_options(&d);
     assert!(opts.contains(&"name=userns".to_string()), "{opts:?}");
@@ -501,6 +501,11 @@ fn remapped_container_files(backend: Backend) {
     let listing = listing.wait_with_output().unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout);
     assert!(listing.contains(" 0/0 "), "docker cp out: {listing}");
+    // A restarted daemon finds the running container again (live
+    // restore), in the same mapping's data root.
+    d.restart();
+    let out = d.docker(&["exec", "writer", "id", "-u"]).ok();
+    assert_eq!(out.stdout.trim(), "0");
     d.docker(&["rm", "-f", "writer"]).ok();
 
     // Stopped: the file sits in the container's layer on the driver, with
