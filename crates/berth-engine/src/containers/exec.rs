@@ -10,7 +10,7 @@ use bollard_stubs::models::{ExecConfig, ExecInspectResponse, ExecStartConfig, Pr
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, watch};
 
-use super::hub::{parse_detach_keys, session_stdin, subscribe, StreamHub};
+use super::hub::{detach_keys, parse_detach_keys, session_stdin, subscribe, StreamHub};
 use super::record::{ContainerPaths, Status};
 use super::store::Watched;
 use super::streams::{AttachSession, OutputChunk};
@@ -241,7 +241,7 @@ impl Engine {
         let session = if start.detach.unwrap_or(false) {
             None
         } else {
-            let keys = parse_detach_keys(cfg.detach_keys.as_deref())?;
+            let keys = detach_keys(cfg.detach_keys.as_deref(), tty)?;
             let (detach_tx, detach_rx) = watch::channel(false);
             let state = exec.watch.subscribe();
             let until = move || state.borrow().exits > 0;

@@ -176,6 +176,16 @@ pub fn session_stdin(
     })
 }
 
+/// The detach sequence an attach session watches its stdin for: the
+/// parsed `--detach-keys` with a TTY, none without. As in dockerd, a
+/// non-TTY stdin is data and is copied as is: a file piped into `docker
+/// exec -i` must not end at the first ctrl-p ctrl-q bytes it contains.
+/// The spec is checked either way.
+pub fn detach_keys(spec: Option<&str>, tty: bool) -> Result<Vec<u8>> {
+    let keys = parse_detach_keys(spec)?;
+    Ok(if tty { keys } else { Vec::new() })
+}
+
 /// Parses `--detach-keys` (`ctrl-p,ctrl-q`, `a`, `ctrl-@`...).
 pub fn parse_detach_keys(spec: Option<&str>) -> Result<Vec<u8>> {
     let spec = match spec {
@@ -282,5 +292,8 @@ mod tests {
         assert_eq!(parse_detach_keys(Some("ctrl-a,x")).unwrap(), vec![1, b'x']);
         assert!(parse_detach_keys(Some("ctrl-ab")).is_err());
         assert!(parse_detach_keys(Some("foo")).is_err());
+        assert_eq!(detach_keys(None, true).unwrap(), vec![16, 17]);
+        assert!(detach_keys(None, false).unwrap().is_empty());
+        assert!(detach_keys(Some("foo"), false).is_err());
     }
 }

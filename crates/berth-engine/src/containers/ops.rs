@@ -11,7 +11,7 @@ use bollard_stubs::models::{
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use super::hub::{parse_detach_keys, session_stdin, subscribe};
+use super::hub::{detach_keys, session_stdin, subscribe};
 use super::record::Status;
 use super::store::ContainerHandle;
 use super::streams::{AttachOptions, AttachSession, StdStream};
@@ -39,9 +39,9 @@ impl Engine {
         handle: &Arc<ContainerHandle>,
         opts: AttachOptions,
     ) -> Result<AttachSession> {
-        let keys = parse_detach_keys(opts.detach_keys.as_deref())?;
         let c = handle.snapshot();
         let tty = c.config.tty.unwrap_or(false);
+        let keys = detach_keys(opts.detach_keys.as_deref(), tty)?;
         let (detach_tx, detach_rx) = watch::channel(false);
         let mut parts = Vec::new();
         if opts.logs && (opts.stdout || opts.stderr) {
