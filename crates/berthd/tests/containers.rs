@@ -10,7 +10,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use berth_testkit::archive::members;
+use berth_testkit::archive::{members, sha256_digest};
 use berth_testkit::scratch::unique_name;
 use berth_testkit::terminal::DETACH_KEYS;
 use berth_testkit::{busybox, leaks, Terminal};
@@ -303,6 +303,21 @@ fn exec_and_attach_on_a_pty(backend: Backend) {
         )
         .ok();
     assert_eq!(out.stdout, "piped\ndone\n");
+    // Without a TTY stdin is data, copied as is (as dockerd does): bytes
+    // that happen to spell ctrl-p ctrl-q are no detach.
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let want = format!(
+        "{}  -\n",
+        sha256_digest(&data).trim_start_matches("sha256:")
+    );
+    let out = h
+        .docker_stdin(&["exec", "-i", "box", "sha256sum"], &data)
+        .ok();
+    assert_eq!(out.stdout, want, "exec -i");
+    let out = h
+        .docker_stdin(&["run", "-i", "--rm", IMG, "sha256sum"], &data)
+        .ok();
+    assert_eq!(out.stdout, want, "run -i");
     let out = h
         .docker(&[
             "exec",
