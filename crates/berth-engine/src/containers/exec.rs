@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bollard_stubs::models::{ExecConfig, ExecInspectResponse, ExecStartConfig, ProcessConfig};
 use futures_util::StreamExt;
@@ -35,7 +36,15 @@ struct ExecState {
     running: bool,
     exit_code: Option<i64>,
     pid: u32,
+    /// When the process's exit was recorded: the handle is forgotten
+    /// [`EXEC_RETENTION`] later.
+    exited_at: Option<Instant>,
 }
+
+/// How long a finished exec stays inspectable (dockerd forgets them after
+/// two GC ticks of 5 minutes). Without a bound, every `docker exec` into a
+/// long-running container kept its output channel and state forever.
+const EXEC_RETENTION: Duration = Duration::from_secs(5 * 60);
 
 /// The exec instances of every container.
 #[derive(Default)]
@@ -53,15 +62,34 @@ impl ExecStore {
             .ok_or_else(|| EngineError::NotFound(format!("No such exec instance: {id}")))
     }
 
-    /// IDs of the execs of container `id`.
+    /// IDs of the execs of container `id` that have not exited (inspect's
+    /// `ExecIDs`, which in dockerd drops an exec when its process ends).
     pub fn ids_of(&self, container: &str) -> Vec<String> {
         self.execs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .values()
             .filter(|e| e.container_id == container)
+            .filter(|e| {
+                e.state
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .exit_code
+                    .is_none()
+            })
             .map(|e| e.id.clone())
             .collect()
+    }
+
+    /// Forgets execs that exited more than [`EXEC_RETENTION`] ago.
+    fn prune(&self) {
+        self.execs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, e| {
+                let st = e.state.lock().unwrap_or_else(|p| p.into_inner());
+                st.exited_at.is_none_or(|at| at.elapsed() < EXEC_RETENTION)
+            });
     }
 
     /// Forgets the execs of a removed container.
@@ -112,6 +140,7 @@ impl Engine {
             ));
         }
         parse_detach_keys(config.detach_keys.as_deref())?;
+        self.execs.prune();
         let id = berth_storage::random_id();
         let exec = Arc::new(ExecHandle {
             id: id.clone(),
@@ -217,8 +246,14 @@ impl Engine {
         let pid = match pid {
             Ok(pid) => pid,
             Err(e) => {
-                let mut st = exec.state.lock().unwrap_or_else(|e| e.into_inner());
-                st.exit_code = Some(126);
+                {
+                    let mut st = exec.state.lock().unwrap_or_else(|e| e.into_inner());
+                    st.exit_code = Some(126);
+                    st.exited_at = Some(Instant::now());
+                }
+                let state_dir = process.state_dir.clone();
+                let _ =
+                    tokio::task::spawn_blocking(move || std::fs::remove_dir_all(state_dir)).await;
                 return Err(e);
             }
         };
@@ -287,7 +322,12 @@ impl Engine {
                 let mut st = exec_m.state.lock().unwrap_or_else(|e| e.into_inner());
                 st.running = false;
                 st.exit_code = Some(code);
+                st.exited_at = Some(Instant::now());
             }
+            // The exit is recorded here; the shim's state has served its
+            // purpose and would otherwise pile up for the container's life.
+            let state_dir = process.state_dir.clone();
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(state_dir)).await;
             exec_m.watch.send_modify(|w| {
                 w.status = Status::Exited;
                 w.exit_code = code;
