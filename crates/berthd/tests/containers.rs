@@ -339,6 +339,20 @@ fn exec_and_attach_on_a_pty(backend: Backend) {
     assert_eq!(exit_code(&out), Some(126), "{out}");
     assert!(out.stdout.contains("executable file not found"), "{out}");
 
+    // Finished execs leave the container's ExecIDs (as in dockerd) and
+    // nothing of theirs on disk.
+    let id = h.id_of("box");
+    assert_eq!(
+        h.docker(&["inspect", "--format", "{{json .ExecIDs}}", "box"])
+            .ok()
+            .out(),
+        "null"
+    );
+    let exec_dir = h.data_root().join("containers").join(&id).join("exec");
+    wait_until("the exec state to be removed", || {
+        std::fs::read_dir(&exec_dir).map_or(true, |mut d| d.next().is_none())
+    });
+
     // exec -it: a prompt, a round trip through the shell, the exit code.
     let mut term = Terminal::spawn(&h.docker_command(&["exec", "-it", "box", "sh"]));
     term.expect("/ # ");
