@@ -8,6 +8,7 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::Path;
 
 use berth_testkit::archive::{members, sha256_digest};
@@ -409,7 +410,9 @@ fn exec_and_attach_on_a_pty(backend: Backend) {
     assert_eq!(status.code(), Some(7), "{screen}");
 
     // attach without a TTY: stdin reaches the process, output comes back,
-    // the attach ends with the container's exit code.
+    // the attach ends with the container's exit code. The client's stdin
+    // stays open until then: dockerd ends a non-StdinOnce attach's output
+    // as soon as the client's stdin ends (berth keeps it flowing).
     h.run_detached(&[
         "-i",
         "--name",
@@ -419,9 +422,11 @@ fn exec_and_attach_on_a_pty(backend: Backend) {
         "-c",
         "read line; echo got:$line; exit 2",
     ]);
-    let out = h.docker_stdin(&["attach", "reader"], b"hello\n");
-    assert_eq!(exit_code(&out), Some(2), "{out}");
-    assert_eq!(out.stdout, "got:hello\n");
+    let (attach, mut input) = Background::start_with_stdin(&h, &["attach", "reader"]);
+    input.write_all(b"hello\n").unwrap();
+    let (code, out, err) = attach.finish();
+    drop(input);
+    assert_eq!((code, out.as_str()), (Some(2), "got:hello\n"), "{err}");
 }
 
 /// docker cp both ways on a running and a stopped container, commit and a

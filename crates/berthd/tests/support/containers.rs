@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_testkit::loopfs::loops_backed_under;
@@ -230,9 +230,21 @@ pub struct Background {
 
 impl Background {
     pub fn start(d: &Daemon, args: &[&str]) -> Background {
+        Self::spawn(d, args, Stdio::null())
+    }
+
+    /// Like [`Background::start`], with a stdin the caller writes to (and
+    /// keeps open for as long as it holds it).
+    pub fn start_with_stdin(d: &Daemon, args: &[&str]) -> (Background, ChildStdin) {
+        let mut bg = Self::spawn(d, args, Stdio::piped());
+        let stdin = bg.child.stdin.take().expect("piped stdin");
+        (bg, stdin)
+    }
+
+    fn spawn(d: &Daemon, args: &[&str], stdin: Stdio) -> Background {
         let child = d
             .docker_command(args)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
