@@ -287,8 +287,14 @@ fn push_rmi_pull_over_insecure_http() {
         "{up_to_date}"
     );
 
-    // The layers are there: a second tag of the same image needs nothing.
-    d.docker(&["rmi", "-f", &image.id]).ok();
+    // rmi of the repository's last tag takes its digest reference along
+    // (dockerd's rule), so the image and its layers go with it.
+    let removed = d.docker(&["rmi", &tagged]).ok();
+    assert!(
+        removed.stdout.contains(&format!("Untagged: {by_digest}")),
+        "{removed}"
+    );
+    assert!(image_ids(&d).is_empty(), "{removed}");
     let pinned = d.docker(&["pull", &by_digest]).ok();
     assert!(
         pinned.stdout.contains(&format!("Digest: {digest}")),

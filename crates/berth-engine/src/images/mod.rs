@@ -433,6 +433,9 @@ impl Engine {
                 untagged: Some(r.familiar()),
                 deleted: None,
             });
+            if r.digest.is_none() {
+                self.untag_orphaned_digests(&image.id, &r, &mut records)?;
+            }
             if !self.images.references(&image.id).is_empty() {
                 return Ok(records);
             }
@@ -474,6 +477,32 @@ impl Engine {
         }
         self.delete_image(&image, &mut records)?;
         Ok(records)
+    }
+
+    /// dockerd's rule once a tag is removed: if no tag of that repository
+    /// still names the image, its digest references in that repository
+    /// (the RepoDigests a pull or push recorded) go too, without events.
+    /// Otherwise `docker rmi host/repo:tag` after a pull would leave the
+    /// image (and its layers) behind under a digest nobody asked to keep.
+    fn untag_orphaned_digests(
+        &self,
+        id: &str,
+        removed: &ImageRef,
+        records: &mut Vec<ImageDeleteResponseItem>,
+    ) -> Result<()> {
+        let left = self.images.references(id);
+        let same_repo = |r: &&ImageRef| r.name == removed.name;
+        if left.iter().filter(same_repo).any(|r| r.digest.is_none()) {
+            return Ok(());
+        }
+        for r in left.iter().filter(same_repo) {
+            self.images.untag(r)?;
+            records.push(ImageDeleteResponseItem {
+                untagged: Some(r.familiar()),
+                deleted: None,
+            });
+        }
+        Ok(())
     }
 
     /// Untags every name of `image`, deletes it and releases its layers,
