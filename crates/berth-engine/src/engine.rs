@@ -66,6 +66,9 @@ pub struct Engine {
     pub(crate) image_ops: Mutex<()>,
     /// Set by `shutdown`: exits seen from now on are not restarted.
     shutting_down: AtomicBool,
+    /// Held (write) by `restore`; restarts by policy wait for it (read),
+    /// so none brings up a sandbox while restore still sweeps stale ones.
+    pub(crate) restoring: tokio::sync::RwLock<()>,
 }
 
 impl Engine {
@@ -138,6 +141,7 @@ impl Engine {
             distribution,
             image_ops: Mutex::new(()),
             shutting_down: AtomicBool::new(false),
+            restoring: tokio::sync::RwLock::new(()),
         };
         engine.reconcile()?;
         let engine = Arc::new(engine);

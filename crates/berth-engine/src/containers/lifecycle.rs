@@ -446,6 +446,10 @@ impl Engine {
     }
 
     async fn restart_by_policy(self: &Arc<Self>, handle: &Arc<ContainerHandle>) {
+        // A container that exited while the daemon was down is restarted
+        // only once `restore` is done: its network sweep would otherwise
+        // take the new sandbox for one left by a dead container.
+        drop(self.restoring.read().await);
         let _op = handle.op.lock().await;
         let c = handle.snapshot();
         if c.state.status != Status::Restarting || c.manually_stopped {
@@ -786,6 +790,7 @@ impl Engine {
     /// real exit status, half-removed ones are finished, and containers
     /// whose restart policy wants them running are started.
     pub async fn restore(self: &Arc<Self>) {
+        let _restoring = self.restoring.write().await;
         let mut to_start = Vec::new();
         for handle in self.containers.all() {
             let c = handle.snapshot();
