@@ -61,12 +61,41 @@ fn containers_outlive_a_killed_daemon(backend: Backend) {
         "-c",
         "while [ ! -e /ctl/exit ]; do sleep 0.1; done; exit 42",
     ]);
+    // Two more that end while berthd is down: one --rm (it must be gone
+    // afterwards) and one whose on-failure policy wants one more run.
+    h.run_detached(&[
+        "--rm",
+        "--name",
+        "ephemeral",
+        "-v",
+        &bind,
+        IMG,
+        "sh",
+        "-c",
+        "while [ ! -e /ctl/exit ]; do sleep 0.1; done; exit 3",
+    ]);
+    h.run_detached(&[
+        "--name",
+        "retry",
+        "--restart",
+        "on-failure:1",
+        "-v",
+        &bind,
+        IMG,
+        "sh",
+        "-c",
+        "echo run; while [ ! -e /ctl/exit ]; do sleep 0.1; done; exit 4",
+    ]);
     h.run_detached(&["--name", "waited", IMG, "sleep", "1000"]);
     h.run_detached(&["--name", "frozen", IMG, "sleep", "1000"]);
     h.run_detached(&["-it", "--name", "tty", IMG, "sh"]);
     h.docker(&["pause", "frozen"]).ok();
     h.wait_for_log("steady", "before");
     let leaver_pid = h.state("leaver")["Pid"].as_i64().unwrap();
+    let ended_pids: Vec<i64> = ["ephemeral", "retry"]
+        .iter()
+        .map(|n| h.state(n)["Pid"].as_i64().unwrap())
+        .collect();
     let pids: Vec<(String, i64)> = ["steady", "waited", "frozen", "tty"]
         .iter()
         .map(|n| (n.to_string(), h.state(n)["Pid"].as_i64().unwrap()))
@@ -79,6 +108,9 @@ fn containers_outlive_a_killed_daemon(backend: Backend) {
         Path::new(&ctl.join("said")).exists()
     });
     wait_until("leaver to exit while berthd is down", || !alive(leaver_pid));
+    for pid in ended_pids {
+        wait_until("the others to exit while berthd is down", || !alive(pid));
+    }
     h.start();
 
     let ps = h.docker(&["ps", "--format", "{{.Names}} {{.Status}}"]).ok();
@@ -117,6 +149,21 @@ fn containers_outlive_a_killed_daemon(backend: Backend) {
         ])
         .ok();
     assert!(ps.out().starts_with("Exited (42)"), "{ps}");
+
+    // The --rm one is removed; the on-failure one ran once more (and, its
+    // trigger still there, ended again).
+    wait_until("ephemeral to be removed", || {
+        !h.docker(&["ps", "-a", "--format", "{{.Names}}"])
+            .ok()
+            .lines()
+            .contains(&"ephemeral")
+    });
+    wait_until("retry to use its one restart", || {
+        let c = h.inspect("retry");
+        c["State"]["Status"] == "exited" && c["RestartCount"] == 1
+    });
+    assert_eq!(h.state("retry")["ExitCode"], 4);
+    assert_eq!(h.logs("retry"), "run\nrun\n");
 
     // Output written while berthd was down is in the log, and a follower
     // started now sees what comes next.
