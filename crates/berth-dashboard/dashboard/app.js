@@ -100,7 +100,8 @@ async function pollHosts() {
   const sel = document.getElementById("ev-host");
   const cur = sel.value || "local";
   sel.replaceChildren(...state.hosts.map((h) =>
-    el("option", { value: h.id, selected: h.id === cur }, (h.info && h.info.name) || h.name)));
+    el("option", { value: h.id, selected: h.id === cur },
+      h.id === "local" ? (h.info && h.info.name) || h.name : h.name)));
 }
 
 // ---- this host ----

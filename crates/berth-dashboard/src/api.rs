@@ -181,12 +181,16 @@ fn local_rows(st: &DashState, host_name: &str, since: Option<i64>) -> Vec<Contai
 /// A remote host's containers as table rows.
 fn remote_rows(h: &RemoteHost, since: Option<i64>) -> Vec<ContainerRow> {
     let s = h.read();
-    let host_name = s
-        .info
-        .as_ref()
-        .map(|i| i.name.clone())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| h.spec.name.clone());
+    // The name the operator gave (`name=`), else the host's own.
+    let host_name = if h.spec.name != h.spec.address {
+        h.spec.name.clone()
+    } else {
+        s.info
+            .as_ref()
+            .map(|i| i.name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| h.spec.name.clone())
+    };
     s.containers
         .iter()
         .map(|c| ContainerRow {

@@ -5,10 +5,11 @@
 //! files (as containerd reads them); pids from `pids.*`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::cgroup::{
-    read_keyed, read_procs, read_str, read_u64, CgroupReader, CgroupSample, ControllerPaths,
+    read_keyed, read_procs, read_str, read_u64, CgroupDir, CgroupReader, CgroupSample,
+    ControllerDirs, ControllerPaths, SlowFields,
 };
 use super::response::{
     BlkioStatEntry, BlkioStats, CpuStats, CpuUsage, MemoryStats, PidsStats, ThrottlingData,
@@ -58,11 +59,20 @@ const MEMORY_KEYS: [&str; 32] = [
 pub struct V1Reader {
     /// controller → (mount point, hierarchy root as mounted).
     mounts: BTreeMap<String, (PathBuf, String)>,
+    /// Whether the kernel has CFQ's blkio files (decided at the first
+    /// read: the same for every cgroup of a boot).
+    cfq: std::sync::OnceLock<bool>,
 }
+
+/// The v1 controllers read.
+const CONTROLLERS: [&str; 5] = ["cpu", "cpuacct", "memory", "blkio", "pids"];
 
 impl V1Reader {
     pub fn new(mounts: BTreeMap<String, (PathBuf, String)>) -> Self {
-        V1Reader { mounts }
+        V1Reader {
+            mounts,
+            cfq: std::sync::OnceLock::new(),
+        }
     }
 
     /// The directory of `controller` for the container.
@@ -84,50 +94,77 @@ impl CgroupReader for V1Reader {
         1
     }
 
-    fn read(&self, paths: &ControllerPaths, machine_memory: u64) -> Option<CgroupSample> {
-        let memory_dir = self.dir(paths, "memory");
-        let cpuacct_dir = self.dir(paths, "cpuacct");
-        // The cgroup is gone once its memory (or cpuacct) directory is.
-        let probe = memory_dir.as_ref().or(cpuacct_dir.as_ref())?;
-        if !probe.is_dir() {
-            return None;
-        }
+    fn open(&self, paths: &ControllerPaths) -> ControllerDirs {
+        CONTROLLERS
+            .iter()
+            .filter_map(|c| Some((c.to_string(), CgroupDir::open(&self.dir(paths, c)?)?)))
+            .collect()
+    }
+
+    fn read_dirs(
+        &self,
+        dirs: &ControllerDirs,
+        machine_memory: u64,
+        prev: Option<&CgroupSample>,
+    ) -> Option<CgroupSample> {
+        let memory_dir = dirs.get("memory");
+        let cpuacct_dir = dirs.get("cpuacct");
+        let slow = prev.map(SlowFields::of);
+        // The cgroup is gone once its memory (or cpuacct) usage no longer
+        // reads.
+        let memory = match memory_dir {
+            Some(d) => read_memory(d, machine_memory, slow)?,
+            None => {
+                cpuacct_dir?.read("cpuacct.usage")?;
+                MemoryStats::default()
+            }
+        };
+        let oom_kills = match (slow, memory_dir) {
+            (Some(s), _) => s.oom_kills,
+            (None, Some(d)) => read_keyed(d, "memory.oom_control")
+                .get("oom_kill")
+                .copied()
+                .unwrap_or(0),
+            (None, None) => 0,
+        };
         Some(CgroupSample {
-            cpu: read_cpu(cpuacct_dir.as_deref(), self.dir(paths, "cpu").as_deref()),
-            memory: memory_dir
-                .as_deref()
-                .map(|d| read_memory(d, machine_memory))
-                .unwrap_or_default(),
-            blkio: self
-                .dir(paths, "blkio")
-                .map(|d| read_blkio(&d))
-                .unwrap_or_default(),
-            pids: self
-                .dir(paths, "pids")
-                .map(|d| PidsStats {
-                    current: read_u64(&d, "pids.current", 0).unwrap_or(0),
-                    limit: read_u64(&d, "pids.max", 0).unwrap_or(0),
+            cpu: read_cpu(cpuacct_dir, dirs.get("cpu")),
+            memory,
+            blkio: dirs
+                .get("blkio")
+                .map(|d| {
+                    let cfq = *self
+                        .cfq
+                        .get_or_init(|| d.read("blkio.io_serviced_recursive").is_some());
+                    read_blkio(d, cfq)
                 })
                 .unwrap_or_default(),
-            oom_kills: memory_dir
-                .as_deref()
-                .and_then(|d| read_keyed(d, "memory.oom_control").get("oom_kill").copied())
-                .unwrap_or(0),
+            pids: dirs
+                .get("pids")
+                .map(|d| PidsStats {
+                    current: read_u64(d, "pids.current", 0).unwrap_or(0),
+                    limit: match slow {
+                        Some(s) => s.pids_limit,
+                        None => read_u64(d, "pids.max", 0).unwrap_or(0),
+                    },
+                })
+                .unwrap_or_default(),
+            oom_kills,
         })
     }
 
-    fn procs(&self, paths: &ControllerPaths) -> Vec<u32> {
+    fn procs(&self, dirs: &ControllerDirs) -> Vec<u32> {
         // Any controller the container is in lists the same processes.
         ["pids", "memory", "cpuacct"]
             .iter()
-            .filter_map(|c| self.dir(paths, c))
-            .map(|d| read_procs(&d))
+            .filter_map(|c| dirs.get(*c))
+            .map(read_procs)
             .find(|p| !p.is_empty())
             .unwrap_or_default()
     }
 }
 
-fn read_cpu(cpuacct: Option<&Path>, cpu: Option<&Path>) -> CpuStats {
+fn read_cpu(cpuacct: Option<&CgroupDir>, cpu: Option<&CgroupDir>) -> CpuStats {
     let mut stats = CpuStats::default();
     if let Some(d) = cpuacct {
         let acct = read_keyed(d, "cpuacct.stat");
@@ -157,30 +194,46 @@ fn read_cpu(cpuacct: Option<&Path>, cpu: Option<&Path>) -> CpuStats {
     stats
 }
 
-fn read_memory(d: &Path, machine_memory: u64) -> MemoryStats {
+/// `None` when the cgroup is gone (its usage no longer reads).
+fn read_memory(
+    d: &CgroupDir,
+    machine_memory: u64,
+    slow: Option<SlowFields>,
+) -> Option<MemoryStats> {
+    let usage = read_u64(d, "memory.usage_in_bytes", 0)?;
     let raw = read_keyed(d, "memory.stat");
     let stats = MEMORY_KEYS
         .iter()
         .map(|k| (k.to_string(), raw.get(*k).copied().unwrap_or(0)))
         .collect();
-    let mut limit = read_u64(d, "memory.limit_in_bytes", u64::MAX).unwrap_or(0);
-    if machine_memory > 0 && limit > machine_memory {
-        limit = machine_memory;
-    }
-    MemoryStats {
-        usage: read_u64(d, "memory.usage_in_bytes", 0).unwrap_or(0),
-        max_usage: read_u64(d, "memory.max_usage_in_bytes", 0).unwrap_or(0),
+    let (limit, max_usage, failcnt) = match slow {
+        Some(s) => (s.memory_limit, s.max_usage, s.failcnt),
+        None => {
+            let mut limit = read_u64(d, "memory.limit_in_bytes", u64::MAX).unwrap_or(0);
+            if machine_memory > 0 && limit > machine_memory {
+                limit = machine_memory;
+            }
+            (
+                limit,
+                read_u64(d, "memory.max_usage_in_bytes", 0).unwrap_or(0),
+                read_u64(d, "memory.failcnt", 0).unwrap_or(0),
+            )
+        }
+    };
+    Some(MemoryStats {
+        usage,
+        max_usage,
         stats,
-        failcnt: read_u64(d, "memory.failcnt", 0).unwrap_or(0),
+        failcnt,
         limit,
-    }
+    })
 }
 
-fn read_blkio(d: &Path) -> BlkioStats {
-    let read = |name: &str| Some(read_blkio_file(&d.join(format!("blkio.{name}"))));
+fn read_blkio(d: &CgroupDir, cfq: bool) -> BlkioStats {
+    let read = |name: &str| Some(read_blkio_file(d, &format!("blkio.{name}")));
     // CFQ's files, on kernels that still have them; otherwise only the
     // throttle counters exist (containerd's fallback).
-    if d.join("blkio.io_serviced_recursive").exists() {
+    if cfq {
         BlkioStats {
             io_service_bytes_recursive: read("io_service_bytes_recursive"),
             io_serviced_recursive: read("io_serviced_recursive"),
@@ -205,10 +258,8 @@ fn read_blkio(d: &Path) -> BlkioStats {
     }
 }
 
-fn read_blkio_file(path: &Path) -> Vec<BlkioStatEntry> {
-    std::fs::read_to_string(path)
-        .map(|t| parse_blkio(&t))
-        .unwrap_or_default()
+fn read_blkio_file(d: &CgroupDir, file: &str) -> Vec<BlkioStatEntry> {
+    d.read(file).map(|t| parse_blkio(&t)).unwrap_or_default()
 }
 
 /// `8:0 Read 4096` (or `8:0 4096` for time and sectors); the `Total`
@@ -238,6 +289,7 @@ pub fn parse_blkio(text: &str) -> Vec<BlkioStatEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn write(root: &Path, rel: &str, text: &str) {
         let p = root.join(rel);

@@ -3,10 +3,11 @@
 //! `memory.stat` with dockerd's v2 `stats` keys and `memory.events` oom
 //! as failcnt, I/O bytes from `io.stat`, pids from `pids.*`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::cgroup::{
-    read_keyed, read_procs, read_str, read_u64, CgroupReader, CgroupSample, ControllerPaths,
+    parse_keyed, read_keyed, read_procs, read_str, read_u64, CgroupDir, CgroupReader, CgroupSample,
+    ControllerDirs, ControllerPaths, SlowFields,
 };
 use super::response::{
     BlkioStatEntry, BlkioStats, CpuStats, CpuUsage, MemoryStats, PidsStats, ThrottlingData,
@@ -63,41 +64,62 @@ impl CgroupReader for V2Reader {
         2
     }
 
-    fn read(&self, paths: &ControllerPaths, machine_memory: u64) -> Option<CgroupSample> {
-        let rel = paths.get("")?.trim_start_matches('/');
-        let dir = self.root.join(rel);
-        if rel.is_empty() || !dir.is_dir() {
+    fn open(&self, paths: &ControllerPaths) -> ControllerDirs {
+        match paths.get("").map(|p| p.trim_start_matches('/')) {
             // The root cgroup is the host's, never a container's.
-            return None;
+            Some(rel) if !rel.is_empty() => CgroupDir::open(&self.root.join(rel))
+                .map(|d| ControllerDirs::from([(String::new(), d)]))
+                .unwrap_or_default(),
+            _ => ControllerDirs::new(),
         }
+    }
+
+    fn read_dirs(
+        &self,
+        dirs: &ControllerDirs,
+        machine_memory: u64,
+        prev: Option<&CgroupSample>,
+    ) -> Option<CgroupSample> {
+        let dir = dirs.get("")?;
+        let slow = prev.map(SlowFields::of);
+        // Every cgroup has cpu.stat; a removed one reads nothing.
+        let cpu = parse_keyed(&dir.read("cpu.stat")?);
+        // memory.events gives both dockerd's failcnt (`oom`) and the OOM
+        // kills.
+        let (failcnt, oom_kills) = match slow {
+            Some(s) => (s.failcnt, s.oom_kills),
+            None => {
+                let events = read_keyed(dir, "memory.events");
+                let get = |k: &str| events.get(k).copied().unwrap_or(0);
+                (get("oom"), get("oom_kill"))
+            }
+        };
+        let mut memory = read_memory(dir, machine_memory, slow);
+        memory.failcnt = failcnt;
         Some(CgroupSample {
-            cpu: read_cpu(&dir),
-            memory: read_memory(&dir, machine_memory),
+            cpu: cpu_from(&cpu),
+            memory,
             blkio: BlkioStats {
-                io_service_bytes_recursive: read_io(&dir),
+                io_service_bytes_recursive: read_io(dir),
                 ..Default::default()
             },
             pids: PidsStats {
-                current: read_u64(&dir, "pids.current", 0).unwrap_or(0),
-                limit: read_u64(&dir, "pids.max", 0).unwrap_or(0),
+                current: read_u64(dir, "pids.current", 0).unwrap_or(0),
+                limit: match slow {
+                    Some(s) => s.pids_limit,
+                    None => read_u64(dir, "pids.max", 0).unwrap_or(0),
+                },
             },
-            oom_kills: read_keyed(&dir, "memory.events")
-                .get("oom_kill")
-                .copied()
-                .unwrap_or(0),
+            oom_kills,
         })
     }
 
-    fn procs(&self, paths: &ControllerPaths) -> Vec<u32> {
-        match paths.get("").map(|p| p.trim_start_matches('/')) {
-            Some(rel) if !rel.is_empty() => read_procs(&self.root.join(rel)),
-            _ => Vec::new(),
-        }
+    fn procs(&self, dirs: &ControllerDirs) -> Vec<u32> {
+        dirs.get("").map(read_procs).unwrap_or_default()
     }
 }
 
-fn read_cpu(dir: &Path) -> CpuStats {
-    let s = read_keyed(dir, "cpu.stat");
+fn cpu_from(s: &std::collections::BTreeMap<String, u64>) -> CpuStats {
     let us = |k: &str| s.get(k).copied().unwrap_or(0) * 1000;
     CpuStats {
         cpu_usage: CpuUsage {
@@ -115,31 +137,37 @@ fn read_cpu(dir: &Path) -> CpuStats {
     }
 }
 
-fn read_memory(dir: &Path, machine_memory: u64) -> MemoryStats {
+/// Memory without failcnt (the caller reads `memory.events` once for it
+/// and the OOM kills).
+fn read_memory(dir: &CgroupDir, machine_memory: u64, slow: Option<SlowFields>) -> MemoryStats {
     let raw = read_keyed(dir, "memory.stat");
     let stats = MEMORY_KEYS
         .iter()
         .map(|k| (k.to_string(), raw.get(*k).copied().unwrap_or(0)))
         .collect();
-    let mut limit = read_u64(dir, "memory.max", u64::MAX).unwrap_or(0);
-    if machine_memory > 0 && limit > machine_memory {
-        limit = machine_memory;
-    }
+    let limit = match slow {
+        Some(s) => s.memory_limit,
+        None => {
+            let limit = read_u64(dir, "memory.max", u64::MAX).unwrap_or(0);
+            if machine_memory > 0 && limit > machine_memory {
+                machine_memory
+            } else {
+                limit
+            }
+        }
+    };
     MemoryStats {
         usage: read_u64(dir, "memory.current", 0).unwrap_or(0),
         max_usage: 0,
         stats,
-        failcnt: read_keyed(dir, "memory.events")
-            .get("oom")
-            .copied()
-            .unwrap_or(0),
+        failcnt: 0,
         limit,
     }
 }
 
 /// `io.stat` as dockerd reports it: a `read` and a `write` entry per
 /// device; `None` (JSON null) when no device has I/O yet.
-fn read_io(dir: &Path) -> Option<Vec<BlkioStatEntry>> {
+fn read_io(dir: &CgroupDir) -> Option<Vec<BlkioStatEntry>> {
     read_str(dir, "io.stat").and_then(|t| parse_io_stat(&t))
 }
 
@@ -176,6 +204,7 @@ pub fn parse_io_stat(text: &str) -> Option<Vec<BlkioStatEntry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn write(dir: &Path, file: &str, text: &str) {
         std::fs::create_dir_all(dir).unwrap();
@@ -230,13 +259,27 @@ mod tests {
         assert_eq!(s.memory.stats["anon"], 100_000_000);
         assert_eq!(s.memory.stats["inactive_file"], 2048);
         assert_eq!(s.memory.stats["workingset_refault"], 0);
-        let io = s.blkio.io_service_bytes_recursive.unwrap();
+        let io = s.blkio.io_service_bytes_recursive.clone().unwrap();
         assert_eq!(io.len(), 2);
         assert_eq!((io[0].op.as_str(), io[0].value), ("read", 4096));
         assert_eq!((io[1].op.as_str(), io[1].value), ("write", 8192));
         assert!(s.blkio.io_serviced_recursive.is_none());
         assert_eq!(s.pids.current, 2);
         assert_eq!(s.pids.limit, 100);
+        assert_eq!(s.oom_kills, 1);
+
+        // A partial read takes limits and counters that rarely move from
+        // the previous sample, and still reads what moves.
+        let reader = V2Reader::new(root.path().to_path_buf());
+        let dirs = reader.open(&paths());
+        write(&d, "pids.max", "7\n");
+        write(&d, "pids.current", "3\n");
+        let partial = reader.read_dirs(&dirs, 8 << 30, Some(&s)).unwrap();
+        assert_eq!(partial.pids.limit, 100);
+        assert_eq!(partial.pids.current, 3);
+        assert_eq!(partial.memory.failcnt, 1);
+        let full = reader.read_dirs(&dirs, 8 << 30, None).unwrap();
+        assert_eq!(full.pids.limit, 7);
     }
 
     #[test]

@@ -91,15 +91,18 @@ pub fn parse_net_dev(text: &str) -> BTreeMap<String, NetworkStats> {
     out
 }
 
-/// The interfaces of `pid`'s network namespace; none when it shares the
-/// daemon's namespace (`--network host`), as dockerd reports no networks
-/// for a sandbox without endpoints.
-pub fn container_networks(pid: u32) -> BTreeMap<String, NetworkStats> {
+/// Whether `pid` has a network namespace of its own (not the daemon's):
+/// without one (`--network host`) dockerd reports no networks.
+/// Fixed for the life of the process: the sampler asks once per container
+/// process.
+pub fn has_own_netns(pid: u32) -> bool {
     let ns = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
     let theirs = ns(&format!("/proc/{pid}/ns/net"));
-    if theirs.is_none() || theirs == ns("/proc/self/ns/net") {
-        return BTreeMap::new();
-    }
+    theirs.is_some() && theirs != ns("/proc/self/ns/net")
+}
+
+/// The interfaces of `/proc/<pid>/net/dev`.
+pub fn net_dev(pid: u32) -> BTreeMap<String, NetworkStats> {
     std::fs::read_to_string(format!("/proc/{pid}/net/dev"))
         .map(|t| parse_net_dev(&t))
         .unwrap_or_default()
@@ -143,7 +146,7 @@ mod tests {
 
     #[test]
     fn own_namespace_reports_no_networks() {
-        assert!(container_networks(std::process::id()).is_empty());
+        assert!(!has_own_netns(std::process::id()));
         assert!(machine_memory() > 0);
         assert!(system_cpu().is_some_and(|(t, n)| t > 0 && n > 0));
     }

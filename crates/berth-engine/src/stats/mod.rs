@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use crate::containers::store::ContainerHandle;
 use crate::engine::Engine;
 use crate::error::Result;
-use cgroup::{CgroupReader, CgroupSample, ControllerPaths};
+use cgroup::{CgroupReader, CgroupSample, ControllerDirs, ControllerPaths};
 use history::{HostPoint, Point, Ring, HISTORY_POINTS};
 use processes::ProcessInfo;
 pub use response::ContainerStats;
@@ -58,10 +58,20 @@ struct Target {
     fs: Option<u64>,
 }
 
+/// Where a container's cgroup is: found once per container process, its
+/// directories kept open for the reads of every tick.
+struct Location {
+    paths: ControllerPaths,
+    dirs: ControllerDirs,
+    /// Whether the process has a network namespace of its own (none under
+    /// `--network host`, as dockerd reports none).
+    own_netns: bool,
+}
+
 struct Tracked {
     name: String,
     pid: u32,
-    paths: ControllerPaths,
+    location: Arc<Location>,
     samples: VecDeque<Arc<Sample>>,
     /// The dashboard's long history (one compact point per tick).
     history: Ring<Point>,
@@ -191,7 +201,7 @@ impl StatsSampler {
                 Some(ContainerSnapshot {
                     id: id.clone(),
                     name: t.name.clone(),
-                    cgroup: cgroup_label(&t.paths, id),
+                    cgroup: cgroup_label(&t.location.paths, id),
                     latest: Arc::clone(t.samples.back()?),
                     point: t.history.last()?,
                 })
@@ -233,8 +243,10 @@ impl StatsSampler {
     /// The processes of a sampled container (`None` when it is not
     /// sampled), from the cgroup the sampler found it in.
     pub fn processes(&self, id: &str) -> Option<Vec<ProcessInfo>> {
-        let paths = self.shared.read_windows().get(id)?.paths.clone();
-        Some(processes::read_processes(&self.shared.reader.procs(&paths)))
+        let location = Arc::clone(&self.shared.read_windows().get(id)?.location);
+        Some(processes::read_processes(
+            &self.shared.reader.procs(&location.dirs),
+        ))
     }
 
     /// Stops sampling and ends every stats stream (daemon shutdown).
@@ -305,31 +317,63 @@ impl Shared {
     /// One tick: read every target, update the windows, wake streams.
     fn sample(&self, targets: &[Target], started: Instant) {
         let read = Utc::now();
-        // Where each target's cgroup is: reused while its pid is the same.
-        let known: HashMap<String, (u32, ControllerPaths)> = self
-            .windows
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(id, t)| (id.clone(), (t.pid, t.paths.clone())))
-            .collect();
+        // Where each target's cgroup is (reused while its pid is the same)
+        // and its newest sample.
+        type Known = HashMap<String, (u32, Arc<Location>)>;
+        let (known, previous): (Known, HashMap<String, Arc<Sample>>) = {
+            let windows = self.read_windows();
+            (
+                windows
+                    .iter()
+                    .map(|(id, t)| (id.clone(), (t.pid, Arc::clone(&t.location))))
+                    .collect(),
+                windows
+                    .iter()
+                    .filter_map(|(id, t)| Some((id.clone(), Arc::clone(t.samples.back()?))))
+                    .collect(),
+            )
+        };
+        let tick = *self.tick.borrow();
         let before = (Instant::now(), host::system_cpu());
         let mut fresh = Vec::with_capacity(targets.len());
         for t in targets {
-            let paths = match known.get(&t.id) {
-                Some((pid, paths)) if *pid == t.pid => paths.clone(),
-                _ => cgroup::locate(t.pid, &t.cgroup_fallback),
+            let location = match known.get(&t.id) {
+                Some((pid, location)) if *pid == t.pid => Arc::clone(location),
+                _ => {
+                    let paths = cgroup::locate(t.pid, &t.cgroup_fallback);
+                    let dirs = self.reader.open(&paths);
+                    Arc::new(Location {
+                        paths,
+                        dirs,
+                        own_netns: host::has_own_netns(t.pid),
+                    })
+                }
             };
-            let Some(cg) = self.reader.read(&paths, self.machine_memory) else {
+            // Limits and the like on one tick in FULL_READ_EVERY (and for
+            // a new process); carried over from the last sample otherwise.
+            let prev = match known.get(&t.id) {
+                Some((pid, _)) if *pid == t.pid && !tick.is_multiple_of(cgroup::FULL_READ_EVERY) => {
+                    previous.get(&t.id)
+                }
+                _ => None,
+            };
+            let Some(cg) =
+                self.reader
+                    .read_dirs(&location.dirs, self.machine_memory, prev.map(|s| &s.cgroup))
+            else {
                 continue;
             };
             let at = Instant::now();
             let sample = Sample {
                 read,
                 cgroup: cg,
-                networks: host::container_networks(t.pid),
+                networks: if location.own_netns {
+                    host::net_dev(t.pid)
+                } else {
+                    BTreeMap::new()
+                },
             };
-            fresh.push((t, paths, at, sample));
+            fresh.push((t, location, at, sample));
         }
         let after = (Instant::now(), host::system_cpu());
         let t_ms = read.timestamp_millis();
@@ -339,22 +383,22 @@ impl Shared {
             .push(history::read_host(t_ms));
         let fresh: Vec<_> = fresh
             .into_iter()
-            .map(|(t, paths, at, mut sample)| {
+            .map(|(t, location, at, mut sample)| {
                 if let Some((usage, cpus)) = system_cpu_at(at, before, after) {
                     sample.cgroup.cpu.system_cpu_usage = usage;
                     sample.cgroup.cpu.online_cpus = cpus;
                 }
-                (t, paths, Arc::new(sample))
+                (t, location, Arc::new(sample))
             })
             .collect();
         {
             let mut windows = self.windows.write().unwrap_or_else(|e| e.into_inner());
             let mut next = HashMap::with_capacity(fresh.len());
-            for (t, paths, sample) in fresh {
-                let mut tracked = windows.remove(&t.id).unwrap_or(Tracked {
+            for (t, location, sample) in fresh {
+                let mut tracked = windows.remove(&t.id).unwrap_or_else(|| Tracked {
                     name: String::new(),
                     pid: t.pid,
-                    paths: ControllerPaths::new(),
+                    location: Arc::clone(&location),
                     samples: VecDeque::with_capacity(WINDOW),
                     history: Ring::new(HISTORY_POINTS),
                 });
@@ -364,7 +408,7 @@ impl Shared {
                 }
                 tracked.name = t.name.clone();
                 tracked.pid = t.pid;
-                tracked.paths = paths;
+                tracked.location = location;
                 if tracked.samples.len() == WINDOW {
                     tracked.samples.pop_front();
                 }
