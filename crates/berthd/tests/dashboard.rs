@@ -2,9 +2,11 @@
 //! and answering `rate(container_cpu_usage_seconds_total[30s])` for every
 //! running container; the dashboard in headless Chromium with a second
 //! berthd as a remote host (screenshots under target/test-output/dashboard);
-//! a real dockerd as a remote host; `container_fs_usage_bytes` and
+//! a real dockerd as a remote host; a host over mutual TLS (and one whose
+//! client certificate it refuses); `container_fs_usage_bytes` and
 //! `container_fs_limit_bytes` for `--storage-opt size=` on btrfs and zfs.
 
+mod remote;
 #[macro_use]
 mod support;
 
@@ -461,6 +463,56 @@ fn dashboard_watches_a_real_dockerd() {
     assert!(top.contains("while"), "{top}");
 }
 
+/// A remote host over TCP with mutual TLS (`tlsdir=` with the docker
+/// CLI's file names); the same host with a client certificate from another
+/// CA is shown down with the handshake's error, not as a failure of the
+/// page.
+#[test]
+fn dashboard_reaches_a_host_over_mutual_tls() {
+    let certs = remote::cert_dir();
+    let files = remote::pki(certs.path());
+    let far = remote::with_tls(builder(), &files).start();
+    let port = remote::tcp_port(&far);
+    let _clean_far = RemoveContainers(&far);
+    load_busybox(&far);
+    run_idle(&far, "over-tls", &[]);
+    let other = remote::cert_dir();
+    let stranger = remote::pki(other.path());
+    let (_d, addr) = with_metrics(builder().config_json(serde_json::json!({
+        "dashboard-hosts": [
+            format!("tcp://127.0.0.1:{port},name=tls,tlsdir={}", certs.path().display()),
+            format!(
+                "tcp://127.0.0.1:{port},name=stranger,tlscacert={},tlscert={},tlskey={}",
+                files.ca_cert.display(),
+                stranger.client_cert.display(),
+                stranger.client_key.display()
+            ),
+        ]
+    })));
+    let hosts = eventually("both hosts polled", Duration::from_secs(60), || {
+        let v: Value = serde_json::from_str(&http_get(&addr, "/api/hosts").ok()?).ok()?;
+        (v[1]["up"] == true && v[2]["error"].is_string()).then_some(v)
+    });
+    assert_eq!(hosts[1]["kind"], "berth", "{hosts}");
+    assert_eq!(hosts[2]["up"], false, "{hosts}");
+    let err = hosts[2]["error"].as_str().unwrap();
+    assert!(!err.is_empty(), "{hosts}");
+    eprintln!("the stranger host: {err}");
+    eventually(
+        "the TLS host's container with stats",
+        Duration::from_secs(60),
+        || {
+            let v: Value = serde_json::from_str(&http_get(&addr, "/api/containers").ok()?).ok()?;
+            let row = v["containers"]
+                .as_array()?
+                .iter()
+                .find(|r| r["name"] == "over-tls" && r["host"] == "h1")?
+                .clone();
+            (!row["series"]["t"].as_array()?.is_empty()).then_some(row)
+        },
+    );
+}
+
 /// `container_fs_usage_bytes` follows what the container writes (the
 /// sampler refreshes it; scrapes never measure) and
 /// `container_fs_limit_bytes` is the `--storage-opt size=` limit.
@@ -508,6 +560,15 @@ fn fs_metrics_follow_writes(d: &Daemon, addr: &str, driver: &str) {
     assert!(usage < 40.0 * 1024.0 * 1024.0, "usage {usage}");
     assert_eq!(limit, Some(64.0 * 1024.0 * 1024.0));
     assert_eq!(unsized_limit, None, "no limit, no sample");
+    // The driver's pool, as the sampler last measured it.
+    let text = http_get(addr, "/metrics").unwrap();
+    let pools = samples(&text, "berth_storage_pool_size_bytes");
+    assert!(
+        pools
+            .iter()
+            .any(|(l, v)| l.contains(&format!(r#"driver="{driver}""#)) && *v > 0.0),
+        "{pools:?}"
+    );
 }
 
 #[test]

@@ -27,7 +27,7 @@ const API_VERSION: &str = "v1.41";
 pub enum ClientError {
     #[error("connect {0}: {1}")]
     Connect(String, io::Error),
-    #[error("HTTP: {0}")]
+    #[error("HTTP: {}", with_sources(.0))]
     Http(#[from] hyper::Error),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
@@ -41,6 +41,19 @@ pub enum ClientError {
     Json(String, serde_json::Error),
     #[error("TLS set-up: {0}")]
     Tls(String),
+}
+
+/// An error with its causes (hyper's say only "connection error"; the
+/// TLS alert that caused it is in the source).
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
 }
 
 /// TLS files for a TCP host.
