@@ -352,7 +352,9 @@ impl Shared {
             // Limits and the like on one tick in FULL_READ_EVERY (and for
             // a new process); carried over from the last sample otherwise.
             let prev = match known.get(&t.id) {
-                Some((pid, _)) if *pid == t.pid && !tick.is_multiple_of(cgroup::FULL_READ_EVERY) => {
+                Some((pid, _))
+                    if *pid == t.pid && !tick.is_multiple_of(cgroup::FULL_READ_EVERY) =>
+                {
                     previous.get(&t.id)
                 }
                 _ => None,
