@@ -3,6 +3,9 @@
 //! row leaves (containers, images) is removed untimed so the next row and
 //! the next repetition start from the same state.
 
+use std::time::{Duration, Instant};
+
+use crate::engines::Engine;
 use crate::samples::Unit;
 use crate::suite::{ms, Suite, IMAGE};
 
@@ -45,6 +48,7 @@ pub fn run_detached_and_stop(s: &mut Suite) {
         args.extend_from_slice(STOPPABLE);
         let (run, out) = e.time_output(&args);
         let id = out.trim().to_string();
+        wait_for_term_trap(e, &id);
         let stop = e.time(&["stop", &id]);
         e.docker(&["rm", &id]);
         (ms(run), ms(stop))
@@ -57,6 +61,30 @@ pub fn run_detached_and_stop(s: &mut Suite) {
         .row("docker stop", Unit::Millis, &stop)
         .with_note("container exits on SIGTERM");
     s.push(row);
+}
+
+/// Waits (untimed) until the container's shell has installed its SIGTERM
+/// trap: `run -d` returns once the process exists, and a stop that beats
+/// the `trap` builtin would be ignored by PID 1 and time the 10 s grace
+/// period instead (seen on zfs-fuse, where start-up is slower).
+fn wait_for_term_trap(e: &Engine, id: &str) {
+    let pid = e.api("GET", &format!("/containers/{id}/json"), None).json()["State"]["Pid"]
+        .as_i64()
+        .unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .unwrap_or(0);
+        if caught & (1 << (libc::SIGTERM - 1)) != 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    panic!("{}: container {id} never trapped SIGTERM", e.name());
 }
 
 /// `docker commit` of a stopped container with one changed file. The

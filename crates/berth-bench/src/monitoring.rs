@@ -14,11 +14,19 @@ use crate::samples::{Samples, Unit};
 use crate::scale::run_until;
 use crate::suite::{ms, Suite, IMAGE};
 
-/// A `docker events` process and the lines it printed, each stamped when
-/// the bench read it.
+/// A line `docker events` printed, stamped when the bench read it (on the
+/// monotonic clock for latency, on the wall clock to compare with the
+/// event's own `timeNano`).
+struct Seen {
+    at: Instant,
+    wall_nanos: i64,
+    line: String,
+}
+
+/// A `docker events` process and the lines it printed.
 struct EventWatch {
     child: Child,
-    lines: Receiver<(Instant, String)>,
+    lines: Receiver<Seen>,
 }
 
 impl EventWatch {
@@ -43,7 +51,12 @@ impl EventWatch {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if tx.send((Instant::now(), line)).is_err() {
+                let seen = Seen {
+                    at: Instant::now(),
+                    wall_nanos: wall_nanos(),
+                    line,
+                };
+                if tx.send(seen).is_err() {
                     break;
                 }
             }
@@ -51,14 +64,14 @@ impl EventWatch {
         EventWatch { child, lines }
     }
 
-    /// When the line naming `needle` arrived, waiting at most `timeout`.
-    fn wait_for(&self, needle: &str, timeout: Duration) -> Option<Instant> {
+    /// The line naming `needle`, waiting at most `timeout`.
+    fn wait_for(&self, needle: &str, timeout: Duration) -> Option<Seen> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.checked_duration_since(Instant::now())?;
-            let (at, line) = self.lines.recv_timeout(left).ok()?;
-            if line.contains(needle) {
-                return Some(at);
+            let seen = self.lines.recv_timeout(left).ok()?;
+            if seen.line.contains(needle) {
+                return Some(seen);
             }
         }
     }
@@ -80,9 +93,11 @@ fn tag(e: &Engine, image_id: &str, tag: &str) {
     );
 }
 
-/// From just before the tag request is written to the moment its event
-/// line is read from `docker events` (which includes the tag's own work
-/// and the CLI's decoding and printing, the same for both daemons).
+/// Two rows from one set of tags. Latency: from just before the tag
+/// request is written to the moment its event line is read from `docker
+/// events` — the tag's own work (metadata written and fsynced) included.
+/// Delivery: from the event's `timeNano` (stamped by the daemon when it
+/// publishes) to the same moment — the bus, the stream and the CLI alone.
 pub fn event_latency(s: &mut Suite) {
     let mut watches = Vec::new();
     let mut ids = Vec::new();
@@ -106,7 +121,7 @@ pub fn event_latency(s: &mut Suite) {
         ids.push(id);
         watches.push(watch);
     }
-    let times = s.alternate(s.reps.events, |e, i| {
+    let pairs = s.alternate(s.reps.events, |e, i| {
         let k = e.side.index();
         let name = format!("t{i}");
         let start = Instant::now();
@@ -114,8 +129,17 @@ pub fn event_latency(s: &mut Suite) {
         let seen = watches[k]
             .wait_for(&format!("bench/ev:{name}\""), Duration::from_secs(10))
             .unwrap_or_else(|| panic!("{}: no event for tag {name}", e.name()));
-        ms(seen - start)
+        let published = serde_json::from_str::<serde_json::Value>(&seen.line)
+            .ok()
+            .and_then(|v| v["timeNano"].as_i64())
+            .unwrap_or(seen.wall_nanos);
+        (
+            ms(seen.at - start),
+            (seen.wall_nanos - published) as f64 / 1e6,
+        )
     });
+    let latency = pairs.clone().map(|v| v.iter().map(|p| p.0).collect());
+    let delivery = pairs.map(|v| v.iter().map(|p| p.1).collect());
     drop(watches);
     for e in s.engines() {
         let tags = e.docker(&[
@@ -132,9 +156,23 @@ pub fn event_latency(s: &mut Suite) {
     let row = s.row(
         "event latency (tag request → docker events line)",
         Unit::Millis,
-        &times,
+        &latency,
     );
     s.push(row);
+    let row = s.row(
+        "event delivery (event timeNano → docker events line)",
+        Unit::Millis,
+        &delivery,
+    );
+    s.push(row);
+}
+
+/// Nanoseconds since the Unix epoch, the unit of an event's `timeNano`.
+fn wall_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 /// `docker stats --no-stream` with `stats_running` containers running

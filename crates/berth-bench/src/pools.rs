@@ -55,10 +55,15 @@ pub struct Pools {
     pub berth_root: PathBuf,
     pub dockerd_root: Option<PathBuf>,
     _loops: Vec<LoopFs>,
-    _zpool: Option<ZfsPool>,
+    zpool: Option<ZfsPool>,
 }
 
 impl Pools {
+    /// The zfs pool's name, on zfs.
+    pub fn zpool(&self) -> Option<&str> {
+        self.zpool.as_ref().map(|p| p.name())
+    }
+
     /// Makes the storage for `driver`: each pool `size_mib` (sparse).
     pub fn new(driver: Driver, size_mib: u64) -> std::io::Result<Pools> {
         match driver {
@@ -69,7 +74,7 @@ impl Pools {
                     berth_root: berth.path().join("data-root"),
                     dockerd_root: Some(dockerd.path().join("data-root")),
                     _loops: vec![berth, dockerd],
-                    _zpool: None,
+                    zpool: None,
                 })
             }
             Driver::Overlay2 => {
@@ -78,7 +83,7 @@ impl Pools {
                     berth_root: fs.path().join("berthd"),
                     dockerd_root: Some(fs.path().join("dockerd")),
                     _loops: vec![fs],
-                    _zpool: None,
+                    zpool: None,
                 })
             }
             Driver::Zfs => {
@@ -87,7 +92,7 @@ impl Pools {
                     berth_root: pool.path().join("data-root"),
                     dockerd_root: None,
                     _loops: Vec::new(),
-                    _zpool: Some(pool),
+                    zpool: Some(pool),
                 })
             }
         }

@@ -3,7 +3,8 @@
 //! and daemon memory idle and with 50 running. Objects are made through
 //! the API (the CLI would spend minutes spawning); only the rows are CLI.
 
-use std::time::Duration;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use crate::engines::Engine;
 use crate::fixtures::DF_REPO;
@@ -110,6 +111,9 @@ pub fn startup(s: &mut Suite) {
         )
         .with_note("dockerd includes starting its containerd");
     s.push(row);
+    if let Some(pool) = s.pools().zpool().map(str::to_string) {
+        zfs_listing_note(s, &pool);
+    }
     // Every container must have come back, or the time is of less work.
     for e in s.engines() {
         let after = e.container_ids(true).len();
@@ -119,6 +123,24 @@ pub fn startup(s: &mut Suite) {
             "{} lists {after} containers after restart",
             e.name()
         );
+    }
+}
+
+/// On zfs, start-up lists the pool (`zfs list`, as dockerd's driver does
+/// too); how long one listing of every dataset and snapshot takes on this
+/// zfs-fuse says how much of the start-up time is the pool's.
+fn zfs_listing_note(s: &mut Suite, pool: &str) {
+    let start = Instant::now();
+    let out = Command::new("zfs")
+        .args(["list", "-H", "-o", "name", "-t", "all", "-r", pool])
+        .output();
+    let took = start.elapsed();
+    if let Ok(out) = out {
+        let n = String::from_utf8_lossy(&out.stdout).lines().count();
+        s.note(format!(
+            "zfs start-up: one `zfs list -t all -r` of the pool ({n} datasets and snapshots) took {:.0} ms on zfs-fuse; berthd lists the pool three times while it starts (filesystems twice, snapshots once)",
+            ms(took)
+        ));
     }
 }
 

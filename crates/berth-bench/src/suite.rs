@@ -28,7 +28,7 @@ pub struct Suite<'a> {
     pub rows: &'a mut Vec<Row>,
     pub notes: &'a mut Vec<String>,
     /// Last: the filesystems go after the daemons on them.
-    _pools: Pools,
+    pools: Pools,
 }
 
 /// Binaries and options for both daemons.
@@ -82,12 +82,16 @@ impl<'a> Suite<'a> {
             registry,
             rows,
             notes,
-            _pools: pools,
+            pools,
         };
         for e in suite.engines() {
             load_archive(e, &fixtures.busybox);
         }
         suite
+    }
+
+    pub fn pools(&self) -> &Pools {
+        &self.pools
     }
 
     /// The daemons, berthd first.
