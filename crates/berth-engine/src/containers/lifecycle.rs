@@ -515,7 +515,7 @@ impl Engine {
         let exits = rx.borrow().exits;
         self.signal(&c, signal).await?;
         let exited = async {
-            let _ = rx.wait_for(|w| w.exits > exits || w.removed).await;
+            let _ = rx.wait_for(|w| ended_since(w, exits)).await;
         };
         let in_time = if timeout < 0 {
             exited.await;
@@ -530,7 +530,7 @@ impl Engine {
             self.signal(&c, libc::SIGKILL).await?;
             let _ = tokio::time::timeout(
                 Duration::from_secs(30),
-                rx.wait_for(|w| w.exits > exits || w.removed),
+                rx.wait_for(|w| ended_since(w, exits)),
             )
             .await;
         }
@@ -542,9 +542,21 @@ impl Engine {
     async fn signal(self: &Arc<Self>, c: &Container, signal: i32) -> Result<()> {
         let engine = Arc::clone(self);
         let id = c.id.clone();
-        tokio::task::spawn_blocking(move || engine.runtime.kill(&id, signal, false))
+        let sent = tokio::task::spawn_blocking(move || engine.runtime.kill(&id, signal, false))
             .await
-            .map_err(blocking_err)??;
+            .map_err(blocking_err)?;
+        match sent {
+            Ok(()) => {}
+            // The process ended after the caller saw it running: the
+            // runtime has deleted it (NotFound) or calls it stopped. Its
+            // exit monitor records the exit; as in dockerd, signalling a
+            // process that just finished is no error (it was a 404 for a
+            // container that exists).
+            Err(EngineError::NotFound(_)) | Err(EngineError::Conflict(_)) => {
+                tracing::debug!("signal {signal} to {}: the process had already ended", c.id);
+            }
+            Err(e) => return Err(e),
+        }
         self.publish_container(c, "kill", &[("signal", signal.to_string())]);
         Ok(())
     }
@@ -698,8 +710,11 @@ impl Engine {
             let mut rx = handle.watch.subscribe();
             let exits = rx.borrow().exits;
             self.signal(&c, libc::SIGKILL).await?;
-            let _ = tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|w| w.exits > exits))
-                .await;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(30),
+                rx.wait_for(|w| ended_since(w, exits)),
+            )
+            .await;
         }
         let record = {
             let mut r = handle.lock();
@@ -867,6 +882,13 @@ fn mount_spec(m: &MountRecord) -> MountSpec {
 /// the connection), and the next `docker attach` must still reach the shell.
 fn closes_stdin_once(c: &Container) -> bool {
     c.config.stdin_once.unwrap_or(false) && !c.config.tty.unwrap_or(false)
+}
+
+/// Whether the process a stop or forced removal signalled has ended: an
+/// exit after `exits`, or (when it ended before the caller read `exits`) a
+/// record that is no longer running.
+fn ended_since(w: &super::store::Watched, exits: u64) -> bool {
+    w.exits > exits || w.removed || !w.status.is_alive()
 }
 
 /// Whether the restart policy brings a container back after this exit.
