@@ -229,6 +229,21 @@ fn logs_stop_wait_pause_top_rename(backend: Backend) {
         signals.lines() == ["15", "9"]
     });
 
+    // stop and kill racing the process's own exit: the container exists
+    // throughout, so never "No such container"; stop succeeds, kill
+    // succeeds or finds it not running (dockerd's 409).
+    for i in 0..10 {
+        let name = format!("brief{i}");
+        h.run_detached(&["--name", &name, IMG, "true"]);
+        let kill = h.docker(&["kill", &name]);
+        assert!(
+            kill.success() || kill.stderr.contains("is not running"),
+            "{kill}"
+        );
+        h.docker(&["stop", &name]).ok();
+        h.docker(&["rm", &name]).ok();
+    }
+
     // pause / unpause: the freezer holds every process; exec is refused
     // while paused; top still answers.
     let id = h.run_detached(&["--name", "sleeper", IMG, "sleep", "1000"]);
