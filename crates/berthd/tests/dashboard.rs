@@ -226,6 +226,14 @@ fn prometheus_scrapes_two_daemons() {
     );
     for family in [
         "container_memory_working_set_bytes",
+        "container_memory_failcnt",
+        "container_oom_events_total",
+        "container_network_receive_bytes_total",
+        "container_spec_memory_limit_bytes",
+        "machine_memory_bytes",
+        "engine_daemon_engine_info",
+        "engine_daemon_events_total",
+        "berth_storage_pool_used_bytes",
         "container_processes",
         "container_start_time_seconds",
         "machine_cpu_cores",
@@ -348,6 +356,22 @@ fn dashboard_in_chromium_shows_both_hosts() {
     page.wait_for(
         "the die event in the feed",
         r#"!!document.querySelector('#events tr[data-action="die"][data-name="busy-ui"]')"#,
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    // docker events filters: only die events of busy-ui, replayed from
+    // the log when the feed reopens.
+    page.eval(
+        r#"document.getElementById('ev-filter').value = 'type=container event=die container=busy-ui';
+           document.getElementById('ev-form').requestSubmit(); true"#,
+    )
+    .unwrap();
+    page.wait_for(
+        "the filtered feed",
+        r#"(() => {
+            const rows = [...document.querySelectorAll('#events tr')];
+            return rows.length >= 1 && rows.every(r => r.dataset.action === 'die' && r.dataset.name === 'busy-ui');
+        })()"#,
         Duration::from_secs(30),
     )
     .unwrap();

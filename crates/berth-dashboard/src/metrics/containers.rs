@@ -290,10 +290,12 @@ const PLAIN: &[(&str, &str, bool, Read)] = &[
         false,
         |s, _| Some(s.latest.cgroup.memory.max_usage as f64),
     ),
+    // A counter in cAdvisor without the `_total` OpenMetrics would add
+    // to a counter: a gauge keeps the name dashboards query.
     (
         "container_memory_failcnt",
         "Number of memory usage hits limits",
-        true,
+        false,
         |s, _| Some(s.latest.cgroup.memory.failcnt as f64),
     ),
     (
