@@ -690,6 +690,11 @@ impl Engine {
         volumes: bool,
     ) -> Result<()> {
         let _op = handle.op.lock().await;
+        if handle.watch.borrow().removed {
+            // Removed while we waited for the lock: `docker rm -f` of an
+            // AutoRemove container, whose exit then asks for removal too.
+            return Ok(());
+        }
         let c = handle.snapshot();
         if c.state.status.is_alive() {
             if !force {
