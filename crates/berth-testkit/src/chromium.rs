@@ -132,7 +132,8 @@ impl Browser {
             // Its own process group: renderers and the GPU process go down
             // with the browser.
             .process_group(0)
-            .spawn()?;
+            .spawn()
+            .map_err(|e| other(format!("start {binary} (apt-get install chromium): {e}")))?;
         // Chromium names its DevTools endpoint on stderr; keep draining
         // stderr afterwards so the browser never blocks on a full pipe.
         let stderr = child.stderr.take().expect("piped stderr");

@@ -60,6 +60,8 @@ fn restart_only_changes(a: &DaemonConfig, b: &DaemonConfig) -> Vec<&'static str>
     check("runtimes", a.runtimes == b.runtimes);
     check("default-runtime", a.default_runtime == b.default_runtime);
     check("init-path", a.init_path == b.init_path);
+    check("metrics-addr", a.metrics_addr == b.metrics_addr);
+    check("dashboard-hosts", a.dashboard_hosts == b.dashboard_hosts);
     out
 }
 
