@@ -316,6 +316,14 @@ pub async fn processes(
     let Some(h) = st.hosts.get(&host) else {
         return not_found("no such host");
     };
+    // The ID goes into another host's URL: a name or ID, nothing else.
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    {
+        return not_found("no such container");
+    }
     match h.endpoint.get_json(&format!("/containers/{id}/top")).await {
         Ok(v) => Json(ProcessTable::from_top(&v)).into_response(),
         Err(e) => (
