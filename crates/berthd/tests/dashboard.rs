@@ -265,8 +265,9 @@ fn prometheus_scrapes_two_daemons() {
     assert_eq!(by_name("busy")["metric"]["instance"], addr_a.as_str());
     assert_eq!(by_name("idle-b")["metric"]["instance"], addr_b.as_str());
     let value = |s: &Value| -> f64 { s["value"][1].as_str().unwrap().parse().unwrap() };
-    // A busy loop uses one CPU, as much as a shared 2-CPU machine running
-    // the test suite gives it: "near 1" is wide.
+    // A busy loop uses one CPU — as much of one as a 2-CPU machine running
+    // the rest of the test suite (qemu under TCG, builds) leaves it, so
+    // "near 1" is wide; the idle ones stay near 0.
     let mut seen = Vec::new();
     let busy = eventually(
         "the busy container's rate near 1",
@@ -275,12 +276,12 @@ fn prometheus_scrapes_two_daemons() {
             let r = prom.query("rate(container_cpu_usage_seconds_total{name=\"busy\"}[30s])");
             let v = r.first().map(value)?;
             seen.push(v);
-            (v > 0.45).then_some(v)
+            (v > 0.6 || (seen.len() > 40 && v > 0.3)).then_some(v)
         },
     );
     eprintln!("busy container: rate {busy:.3} (seen {seen:?})");
     assert!(busy < 1.3, "busy rate {busy}");
-    assert!(value(by_name("idle-b")) < 0.2, "{rates:?}");
+    assert!(value(by_name("idle-b")) < 0.1, "{rates:?}");
     // Prometheus asked for OpenMetrics and understood it: its own
     // scrape health says so.
     let up = prom.query("up");
