@@ -1,30 +1,34 @@
 //! `ZfsPool`: a ZFS pool on a sparse file for one test, on kernel ZFS or on
 //! zfs-fuse — started here when no ZFS answers ([`ZfsService`]), stopped
-//! once the last user in this process is gone and no other pool exists.
+//! once the last user on the machine (test processes coordinate through
+//! lock files) is gone and no other pool exists.
 //! Mounts take berth's host-wide zfs-fuse mount lock ([`with_mount_lock`]).
 //! Drop destroys the pool and deletes the file.
 
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
 use crate::scratch;
 
-/// The zfs-fuse daemon this process started, and how many pools use it.
+/// This process's uses of the ZFS service, and the shared lock on
+/// [`USERS_LOCK`] it holds while there are any.
 struct Service {
     users: usize,
-    started: Option<(Pid, PathBuf)>,
+    held: Option<Flock<File>>,
 }
 
 static SERVICE: Mutex<Service> = Mutex::new(Service {
     users: 0,
-    started: None,
+    held: None,
 });
 
 /// The lock berth's zfs driver takes around every mount on zfs-fuse
@@ -34,16 +38,33 @@ static SERVICE: Mutex<Service> = Mutex::new(Service {
 /// a berthd mounts layers) take it too.
 pub const FUSE_MOUNT_LOCK: &str = "/run/lock/berth-zfs-fuse-mount.lock";
 
-/// Runs `mount` holding [`FUSE_MOUNT_LOCK`].
-pub fn with_mount_lock<T>(mount: impl FnOnce() -> T) -> io::Result<T> {
+/// Held exclusively while a test process starts or stops zfs-fuse: nextest
+/// runs every test in its own process, and a second zfs-fuse started
+/// beside the first exits 1.
+const SERVICE_LOCK: &str = "/run/lock/berth-testkit-zfs-service.lock";
+
+/// Held shared by every test process that uses the ZFS service; the last
+/// one out (its exclusive try-lock succeeds) stops a zfs-fuse the testkit
+/// started.
+const USERS_LOCK: &str = "/run/lock/berth-testkit-zfs-users.lock";
+
+/// Where a zfs-fuse the testkit started writes its pid (host-wide, like
+/// zfs-fuse itself: one per machine).
+const PIDFILE: &str = "/run/lock/berth-testkit-zfs-fuse.pid";
+
+fn lock_file(path: &str, how: FlockArg) -> io::Result<Flock<File>> {
     std::fs::create_dir_all("/run/lock")?;
-    let file = std::fs::File::options()
+    let file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(FUSE_MOUNT_LOCK)?;
-    let _held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| io::Error::from(e))?;
+        .open(path)?;
+    Flock::lock(file, how).map_err(|(_, e)| io::Error::from(e))
+}
+
+/// Runs `mount` holding [`FUSE_MOUNT_LOCK`].
+pub fn with_mount_lock<T>(mount: impl FnOnce() -> T) -> io::Result<T> {
+    let _held = lock_file(FUSE_MOUNT_LOCK, FlockArg::LockExclusive)?;
     Ok(mount())
 }
 
@@ -76,41 +97,50 @@ pub fn pools() -> io::Result<Vec<String>> {
         .collect())
 }
 
-fn start_zfs_fuse() -> io::Result<(Pid, PathBuf)> {
-    let base = scratch::base_dir();
-    std::fs::create_dir_all(&base)?;
-    let pidfile = base.join(format!("zfs-fuse-{}.pid", std::process::id()));
-    let _ = std::fs::remove_file(&pidfile);
-    let status = Command::new("zfs-fuse")
-        .arg("--pidfile")
-        .arg(&pidfile)
-        .arg("--no-kstat-mount")
-        .status()
-        .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("zfs-fuse: {e} (install it: apt-get install -y zfs-fuse)"),
-            )
-        })?;
-    if !status.success() {
-        return Err(io::Error::other(format!("zfs-fuse exited with {status}")));
+/// Starts zfs-fuse (the caller holds [`SERVICE_LOCK`]) and waits until it
+/// answers. A zfs-fuse stopped just before lingers for seconds (a zombie
+/// until pid 1 reaps it) and a new one exits 1 meanwhile: retried.
+fn start_zfs_fuse() -> io::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let _ = std::fs::remove_file(PIDFILE);
+        let status = Command::new("zfs-fuse")
+            .args(["--pidfile", PIDFILE, "--no-kstat-mount"])
+            .status()
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("zfs-fuse: {e} (install it: apt-get install -y zfs-fuse)"),
+                )
+            })?;
+        if status.success() {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(io::Error::other(format!(
+                "zfs-fuse exited with {status} for 30 s"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(500));
     }
     let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let pid = std::fs::read_to_string(&pidfile)
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok());
-        if let (Some(pid), true) = (pid, zfs_answers()) {
-            return Ok((Pid::from_raw(pid), pidfile));
-        }
+    while !zfs_answers() {
         if Instant::now() > deadline {
             return Err(io::Error::other("zfs-fuse did not answer within 15 s"));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    Ok(())
 }
 
-fn stop_zfs_fuse(pid: Pid, pidfile: &Path) {
+/// The zfs-fuse the testkit started, if it still runs.
+fn started_zfs_fuse() -> Option<Pid> {
+    let pid: i32 = std::fs::read_to_string(PIDFILE).ok()?.trim().parse().ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "zfs-fuse").then(|| Pid::from_raw(pid))
+}
+
+fn stop_zfs_fuse(pid: Pid) {
     let _ = kill(pid, Signal::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(20);
     while kill(pid, None).is_ok() && Instant::now() < deadline {
@@ -119,13 +149,13 @@ fn stop_zfs_fuse(pid: Pid, pidfile: &Path) {
     if kill(pid, None).is_ok() {
         let _ = kill(pid, Signal::SIGKILL);
     }
-    let _ = std::fs::remove_file(pidfile);
+    let _ = std::fs::remove_file(PIDFILE);
 }
 
 /// A use of the ZFS service (kernel ZFS, or zfs-fuse started on first use):
 /// for tests that make pools themselves, such as `berth storage setup`.
-/// The last use of a zfs-fuse this process started stops it, unless a pool
-/// (another test run's) still needs it.
+/// When the last use on the machine ends (across test processes), a
+/// zfs-fuse the testkit started is stopped, unless a pool still needs it.
 #[derive(Debug)]
 pub struct ZfsService {
     _private: (),
@@ -135,8 +165,12 @@ impl ZfsService {
     /// Takes a use, starting zfs-fuse if no ZFS answers.
     pub fn acquire() -> io::Result<ZfsService> {
         let mut service = SERVICE.lock().unwrap_or_else(|e| e.into_inner());
-        if service.users == 0 && !zfs_answers() {
-            service.started = Some(start_zfs_fuse()?);
+        if service.users == 0 {
+            let _starting = lock_file(SERVICE_LOCK, FlockArg::LockExclusive)?;
+            if !zfs_answers() {
+                start_zfs_fuse()?;
+            }
+            service.held = Some(lock_file(USERS_LOCK, FlockArg::LockShared)?);
         }
         service.users += 1;
         Ok(ZfsService { _private: () })
@@ -147,9 +181,18 @@ impl Drop for ZfsService {
     fn drop(&mut self) {
         let mut service = SERVICE.lock().unwrap_or_else(|e| e.into_inner());
         service.users = service.users.saturating_sub(1);
-        if service.users == 0 && pools().map(|p| p.is_empty()).unwrap_or(true) {
-            if let Some((pid, pidfile)) = service.started.take() {
-                stop_zfs_fuse(pid, &pidfile);
+        if service.users > 0 {
+            return;
+        }
+        drop(service.held.take());
+        let Ok(_stopping) = lock_file(SERVICE_LOCK, FlockArg::LockExclusive) else {
+            return;
+        };
+        // Another process still using the service keeps its shared lock.
+        let last = lock_file(USERS_LOCK, FlockArg::LockExclusiveNonblock).is_ok();
+        if last && pools().map(|p| p.is_empty()).unwrap_or(true) {
+            if let Some(pid) = started_zfs_fuse() {
+                stop_zfs_fuse(pid);
             }
         }
     }

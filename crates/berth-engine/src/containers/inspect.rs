@@ -151,14 +151,15 @@ impl Engine {
             size_root_fs: sizes.map(|s| s.1),
             mounts: Some(mount_points(&c)),
             config: Some(c.config.clone()),
-            network_settings: Some(self.network_settings(&c).unwrap_or_else(|| {
-                NetworkSettings {
-                    sandbox_id: Some(String::new()),
-                    sandbox_key: Some(String::new()),
-                    ports: Some(HashMap::new()),
-                    networks: Some(endpoints(&c)),
-                }
-            })),
+            network_settings: Some(
+                self.network_settings(&c)
+                    .unwrap_or_else(|| NetworkSettings {
+                        sandbox_id: Some(String::new()),
+                        sandbox_key: Some(String::new()),
+                        ports: Some(HashMap::new()),
+                        networks: Some(endpoints(&c)),
+                    }),
+            ),
             ..Default::default()
         })
     }
