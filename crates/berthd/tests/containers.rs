@@ -397,6 +397,32 @@ fn exec_and_attach_on_a_pty(backend: Backend) {
     let (_, screen) = term.wait();
     assert!(screen.contains("read escape sequence"), "{screen}");
     assert_eq!(h.state("shell")["Status"], "running");
+    // The CLI caught those keys itself; an API client that sends them has
+    // berthd detach it, with dockerd's `detach` event.
+    detach_over_the_api(h.socket(), "shell");
+    assert_eq!(h.state("shell")["Status"], "running");
+    wait_until("the detach event", || {
+        let until = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() + 1)
+            .to_string();
+        h.docker(&[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            &until,
+            "--filter",
+            "container=shell",
+            "--filter",
+            "event=detach",
+            "--format",
+            "{{.Action}}",
+        ])
+        .ok()
+        .lines()
+            == ["detach"]
+    });
     // Attach again; the shell's exit ends the container and the attach.
     let mut term = Terminal::spawn(&h.docker_command(&["attach", "shell"]));
     term.send(b"echo again-$((2*2))\r");
@@ -1099,4 +1125,31 @@ fn bad_input_is_refused_like_dockerd(backend: Backend) {
         (r.status, r.json()["message"].clone()),
         (404, json!("No such container: busy"))
     );
+}
+
+/// A raw hijacked attach (`POST /containers/{name}/attach`, stdin and
+/// stdout) that types ctrl-p ctrl-q: berthd must end the session.
+fn detach_over_the_api(socket: &Path, name: &str) {
+    use std::io::Read;
+    let mut conn = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        conn,
+        "POST /containers/{name}/attach?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\n\
+         Host: berth\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        conn.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    conn.write_all(&[0x10, 0x11]).unwrap();
+    // berthd closes the stream: EOF, not the read timeout.
+    let mut rest = Vec::new();
+    conn.read_to_end(&mut rest).unwrap();
 }

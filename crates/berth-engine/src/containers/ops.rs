@@ -43,6 +43,7 @@ impl Engine {
         let tty = c.config.tty.unwrap_or(false);
         let keys = detach_keys(opts.detach_keys.as_deref(), tty)?;
         let (detach_tx, detach_rx) = watch::channel(false);
+        let detach_tx_watch = detach_tx.subscribe();
         let mut parts = Vec::new();
         if opts.logs && (opts.stdout || opts.stderr) {
             let (_, logs) = self
@@ -94,6 +95,17 @@ impl Engine {
         } else {
             None
         };
+        if stdin.is_some() {
+            // dockerd's `detach` event: the session's detach keys were typed.
+            // The wait ends with the session (its sender dropped) otherwise.
+            let mut detached = detach_tx_watch;
+            let (engine, handle) = (Arc::clone(self), Arc::clone(handle));
+            tokio::spawn(async move {
+                if detached.wait_for(|d| *d).await.is_ok() {
+                    engine.publish_container(&handle.snapshot(), "detach", &[]);
+                }
+            });
+        }
         self.publish_container(&c, "attach", &[]);
         Ok(AttachSession { tty, output, stdin })
     }
