@@ -166,16 +166,20 @@ fn run(args: RunArgs) -> Result<()> {
     ctx.not_measured = not_measured(&binaries);
     let md = report::markdown(&ctx, &reports);
     std::fs::create_dir_all(&args.out)?;
-    let name = format!(
-        "{}-{}{}.md",
+    let stem = format!(
+        "{}-{}{}",
         chrono::Local::now().format("%Y-%m-%d"),
         machine::hostname(),
         if args.quick { "-quick" } else { "" }
     );
-    let path = args.out.join(name);
+    let path = args.out.join(format!("{stem}.md"));
     std::fs::write(&path, md).with_context(|| format!("writing {}", path.display()))?;
-    print!("{}", report::summary(&reports));
-    println!("results: {}", path.display());
+    // The plain-text summary goes beside the table as well as to stdout.
+    let summary = report::summary(&reports);
+    let text = args.out.join(format!("{stem}.txt"));
+    std::fs::write(&text, &summary).with_context(|| format!("writing {}", text.display()))?;
+    print!("{summary}");
+    println!("results: {} and {}", path.display(), text.display());
     Ok(())
 }
 
