@@ -1,6 +1,7 @@
 //! Bridge networking through the real docker CLI: containers on a user
 //! network reach each other by name, published ports serve from the host
-//! (loopback hairpin), `docker port`, network events, restarts that keep
+//! (loopback hairpin), `docker port`, network events, NET I/O in `docker
+//! stats`, `network connect`/`disconnect` of a running container, restarts that keep
 //! addresses and ports, bad input in dockerd's words, and nothing (veth,
 //! rule, allocation) left behind. Each daemon has its own bridge and table.
 
@@ -380,4 +381,91 @@ fn bad_input_gets_dockerds_errors_and_makes_nothing() {
     d.docker(&["rm", "clash", "lost"]).ok();
     d.docker(&["network", "rm", "one"]).ok();
     drop(holder);
+}
+
+/// Traffic shows in `docker stats` NET I/O; `docker network connect` and
+/// `disconnect` on a running container add and remove its interface (the
+/// other network's containers reach it by name meanwhile) with their events.
+#[test]
+fn stats_net_io_and_live_connect_and_disconnect() {
+    let d = daemon();
+    d.docker(&["network", "create", "front"]).ok();
+    d.docker(&["network", "create", "back"]).ok();
+    let start = |name: &str, net: &str| {
+        d.docker(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            net,
+            IMAGE,
+            "sleep",
+            "300",
+        ])
+        .ok();
+    };
+    start("a", "front");
+    start("b", "back");
+    // Traffic to the gateway crosses the container's veth.
+    let gateway = inspect(&d, "a")["NetworkSettings"]["Networks"]["front"]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ping = d
+        .docker(&["exec", "a", "ping", "-c3", "-i0.2", "-s1000", &gateway])
+        .ok();
+    assert!(ping.stdout.contains("3 packets received"), "{ping}");
+    let net_io = d
+        .docker(&["stats", "--no-stream", "--format", "{{.NetIO}}", "a"])
+        .ok();
+    let (rx, tx) = net_io.stdout.trim().split_once(" / ").expect("NetIO");
+    assert!(rx != "0B" && tx != "0B", "{net_io}");
+    let raw = d.api("GET", "/containers/a/stats?stream=false", None);
+    let eth0 = &raw.json()["networks"]["eth0"];
+    assert!(eth0["tx_bytes"].as_u64().unwrap() >= 3000, "{eth0}");
+    assert!(eth0["rx_bytes"].as_u64().unwrap() >= 3000, "{eth0}");
+
+    let since = chrono_now(&d);
+    d.docker(&["network", "connect", "back", "a"]).ok();
+    let addrs = d
+        .docker(&["exec", "a", "ip", "-4", "-o", "addr", "show"])
+        .ok();
+    assert!(addrs.stdout.contains("eth1"), "{addrs}");
+    let ping = d.docker(&["exec", "b", "ping", "-c1", "-W2", "a"]).ok();
+    assert!(ping.stdout.contains("1 packets received"), "{ping}");
+    let networks = inspect(&d, "a")["NetworkSettings"]["Networks"].clone();
+    assert!(networks.get("back").is_some(), "{networks}");
+    d.docker(&["network", "disconnect", "back", "a"]).ok();
+    let addrs = d
+        .docker(&["exec", "a", "ip", "-4", "-o", "addr", "show"])
+        .ok();
+    assert!(!addrs.stdout.contains("eth1"), "{addrs}");
+    let ping = d.docker(&["exec", "b", "ping", "-c1", "-W2", "a"]);
+    assert!(!ping.status.success(), "{ping}");
+    let until = chrono_now(&d);
+    let ev = d
+        .docker(&[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            "type=network",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.container}}",
+        ])
+        .ok();
+    let id = inspect(&d, "a")["Id"].as_str().unwrap().to_string();
+    assert_eq!(
+        ev.lines(),
+        vec![
+            format!("connect back {id}"),
+            format!("disconnect back {id}")
+        ],
+        "{ev}"
+    );
+    d.docker(&["rm", "-f", "a", "b"]).ok();
+    d.docker(&["network", "rm", "front", "back"]).ok();
 }
