@@ -1,9 +1,10 @@
 //! Bridge networking through the real docker CLI: containers on a user
 //! network reach each other by name, published ports serve from the host
 //! (loopback hairpin), `docker port`, network events, NET I/O in `docker
-//! stats`, `network connect`/`disconnect` of a running container, restarts that keep
-//! addresses and ports, bad input in dockerd's words, and nothing (veth,
-//! rule, allocation) left behind. Each daemon has its own bridge and table.
+//! stats`, `network connect`/`disconnect` of a running container, restarts
+//! that keep addresses and ports, bad input in dockerd's words, and nothing
+//! (veth, rule, allocation) left behind. Each daemon has its own bridge and
+//! table.
 
 mod support;
 
