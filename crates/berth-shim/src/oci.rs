@@ -69,6 +69,12 @@ pub fn start(
     match action {
         Action::Create { bundle } => {
             cmd.arg("create").arg("--bundle").arg(bundle);
+            // dockerd's DOCKER_RAMDISK: the root is a ramdisk (an
+            // initramfs), where pivot_root cannot work; the runtime moves
+            // the rootfs over / and chroots instead.
+            if std::env::var_os("DOCKER_RAMDISK").is_some_and(|v| !v.is_empty()) {
+                cmd.arg("--no-pivot");
+            }
         }
         Action::Exec { process } => {
             // Detached, the process is reparented to the shim (a child
