@@ -207,23 +207,13 @@ fn network_events_connect_and_disconnect() {
     d.docker(&["run", "--rm", "--network", "evnet", IMAGE, "true"])
         .ok();
     d.docker(&["network", "rm", "evnet"]).ok();
-    let until = chrono_now(&d);
-    let ev = d
-        .docker(&[
-            "events",
-            "--since",
-            &since,
-            "--until",
-            &until,
-            "--filter",
-            "type=network",
-            "--format",
-            "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.type}}",
-        ])
-        .ok();
-    let lines = ev.lines();
+    let ev = network_events(
+        &d,
+        &since,
+        "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.type}}",
+    );
     assert_eq!(
-        lines,
+        ev.lines(),
         vec![
             "create evnet bridge",
             "connect evnet bridge",
@@ -232,6 +222,24 @@ fn network_events_connect_and_disconnect() {
         ],
         "{ev}"
     );
+}
+
+/// `docker events --filter type=network` from `since` until now, in
+/// `format`.
+fn network_events(d: &Daemon, since: &str, format: &str) -> berth_testkit::DockerOutput {
+    let until = chrono_now(d);
+    d.docker(&[
+        "events",
+        "--since",
+        since,
+        "--until",
+        &until,
+        "--filter",
+        "type=network",
+        "--format",
+        format,
+    ])
+    .ok()
 }
 
 fn chrono_now(d: &Daemon) -> String {
@@ -444,20 +452,11 @@ fn stats_net_io_and_live_connect_and_disconnect() {
     assert!(!addrs.stdout.contains("eth1"), "{addrs}");
     let ping = d.docker(&["exec", "b", "ping", "-c1", "-W2", "a"]);
     assert!(!ping.status.success(), "{ping}");
-    let until = chrono_now(&d);
-    let ev = d
-        .docker(&[
-            "events",
-            "--since",
-            &since,
-            "--until",
-            &until,
-            "--filter",
-            "type=network",
-            "--format",
-            "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.container}}",
-        ])
-        .ok();
+    let ev = network_events(
+        &d,
+        &since,
+        "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.container}}",
+    );
     let id = inspect(&d, "a")["Id"].as_str().unwrap().to_string();
     assert_eq!(
         ev.lines(),
