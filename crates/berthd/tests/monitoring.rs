@@ -1,7 +1,8 @@
 //! Monitoring through the real docker CLI: `docker events` filters, replay
 //! after a restart and the gap notice of a paused reader; `docker stats`
 //! against the cgroup files; `docker system df [-v]` against dockerd's
-//! definitions; SIGHUP reloading debug mode and SIGUSR1's state dump.
+//! definitions; health checks and their events; SIGHUP reloading debug
+//! mode and SIGUSR1's state dump.
 
 #[macro_use]
 mod support;
@@ -633,4 +634,164 @@ fn wait_for(cond: impl Fn() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("condition not met");
+}
+
+/// Health checks as dockerd runs them: `--health-cmd` probes as execs,
+/// `starting` → `unhealthy` after the retries → `healthy` once the probe
+/// passes, with `health_status` events on each change only; `docker ps`
+/// shows the state and filters on it; the log keeps five results; a probe
+/// past its timeout is killed and logged as dockerd words it;
+/// `--no-healthcheck` turns an image's check off; bad values are refused.
+#[test]
+fn health_checks_like_dockerd() {
+    let d = Backend::Vfs.daemon();
+    load_busybox(&d);
+    let reader = EventsReader::start(&d, &["--filter", "event=health_status"]);
+    wait_for(|| info(&d)["NEventsListener"] == 1);
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "test -f /tmp/ok && echo fine",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        busybox::IMAGE,
+        "sleep",
+        "300",
+    ])
+    .ok();
+    let health =
+        |name: &str| d.docker(&["inspect", name]).ok().json()[0]["State"]["Health"].clone();
+    let got = reader.until(|v| action(v) == "health_status: unhealthy");
+    assert_eq!(got.len(), 1, "no event for starting: {got:#?}");
+    let h = health("hc");
+    assert_eq!(h["Status"], "unhealthy");
+    assert!(h["FailingStreak"].as_i64().unwrap() >= 2, "{h}");
+    assert_eq!(h["Log"][0]["ExitCode"], 1, "{h}");
+    let ps = |filter: &str| {
+        d.docker(&[
+            "ps",
+            "--filter",
+            filter,
+            "--format",
+            "{{.Names}} {{.Status}}",
+        ])
+        .ok()
+        .stdout
+    };
+    assert!(
+        ps("health=unhealthy").contains("hc Up"),
+        "{}",
+        ps("health=unhealthy")
+    );
+    assert!(ps("health=unhealthy").contains("(unhealthy)"));
+    assert_eq!(ps("health=healthy"), "");
+
+    d.docker(&["exec", "hc", "touch", "/tmp/ok"]).ok();
+    let got = reader.until(|v| action(v) == "health_status: healthy");
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(attr(&got[0], "name"), "hc");
+    // Five more probes: the log holds the last five, the newest passed.
+    wait_for(|| {
+        let h = health("hc");
+        h["Log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["ExitCode"] == 0)
+            .count()
+            >= 5
+    });
+    let h = health("hc");
+    assert_eq!(h["Log"].as_array().unwrap().len(), 5, "{h}");
+    assert_eq!(h["FailingStreak"], 0);
+    assert_eq!(h["Log"][4]["Output"], "fine\n");
+    assert!(
+        ps("health=healthy").contains("(healthy)"),
+        "{}",
+        ps("health=healthy")
+    );
+    // Probes are not kept as exec instances of the container.
+    let execs = d
+        .docker(&["inspect", "--format", "{{json .ExecIDs}}", "hc"])
+        .ok()
+        .stdout;
+    assert!(execs.trim() == "null" || execs.trim().len() < 80, "{execs}");
+
+    // A probe past its timeout: -1 and dockerd's message; it is killed.
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--health-cmd",
+        "sleep 30",
+        "--health-interval",
+        "200ms",
+        "--health-timeout",
+        "500ms",
+        "--health-retries",
+        "1",
+        busybox::IMAGE,
+        "sleep",
+        "300",
+    ])
+    .ok();
+    reader.until(|v| attr(v, "name") == "slow" && action(v) == "health_status: unhealthy");
+    let h = health("slow");
+    assert_eq!(h["Log"][0]["ExitCode"], -1, "{h}");
+    assert_eq!(
+        h["Log"][0]["Output"],
+        "Health check exceeded timeout (500ms)"
+    );
+    let top = d.docker(&["top", "slow"]).ok().stdout;
+    assert!(
+        top.matches("sleep 30").count() <= 1,
+        "probes pile up:\n{top}"
+    );
+
+    // --no-healthcheck, and dockerd's refusals.
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "none",
+        "--no-healthcheck",
+        busybox::IMAGE,
+        "sleep",
+        "300",
+    ])
+    .ok();
+    assert_eq!(health("none"), Value::Null);
+    assert!(
+        ps("health=none").contains("none Up"),
+        "{}",
+        ps("health=none")
+    );
+    // The CLI checks these itself; the API answers as dockerd does.
+    for (field, value, message) in [
+        ("Retries", -1, "Retries in Healthcheck cannot be negative"),
+        (
+            "Interval",
+            1000,
+            "Interval in Healthcheck cannot be less than 1ms",
+        ),
+    ] {
+        let body = json!({"Image": busybox::IMAGE, "Healthcheck": {"Test": ["CMD", "true"], field: value}});
+        let r = d.api("POST", "/containers/create", Some(&body.to_string()));
+        assert_eq!(
+            (r.status, r.json()["message"].clone()),
+            (400, json!(message))
+        );
+    }
+    let bad = d.docker(&["ps", "--filter", "health=great"]);
+    assert!(
+        bad.stderr.contains("invalid filter 'health=great'"),
+        "{bad}"
+    );
+    d.docker(&["rm", "-f", "hc", "slow", "none"]).ok();
 }

@@ -630,6 +630,7 @@ impl Engine {
         }
         let image = self.images.resolve(&image_name)?;
         validate_host_config(&host)?;
+        super::health::validate(config.healthcheck.as_ref())?;
         let networks = self.plan_networks(&host, networking.as_ref())?;
         crate::runtime::spec::check_isolation(&host, &self.security)?;
         let name = match name.filter(|n| !n.is_empty()) {

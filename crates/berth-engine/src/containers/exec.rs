@@ -92,6 +92,27 @@ impl ExecStore {
             });
     }
 
+    /// Forgets one exec (a health probe's, once its result is read).
+    pub(crate) fn forget(&self, id: &str) {
+        self.execs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+
+    /// SIGKILLs an exec's process if it still runs (a health probe past
+    /// its timeout).
+    pub(crate) fn kill(&self, id: &str) {
+        let Ok(exec) = self.get(id) else { return };
+        let st = exec.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.running && st.pid > 0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(st.pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+
     /// Forgets the execs of a removed container.
     pub fn forget_container(&self, container: &str) {
         self.execs

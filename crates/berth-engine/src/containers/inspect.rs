@@ -127,7 +127,7 @@ impl Engine {
                 error: Some(c.state.error.clone()),
                 started_at: Some(Container::time_field(c.state.started_at)),
                 finished_at: Some(Container::time_field(c.state.finished_at)),
-                health: None,
+                health: c.state.health.clone(),
             }),
             image: Some(c.image_id.clone()),
             resolv_conf_path: Some(paths.resolv_conf().display().to_string()),
@@ -188,6 +188,13 @@ impl Engine {
             {
                 return Err(EngineError::InvalidParameter(format!(
                     "invalid filter 'status={s}'"
+                )));
+            }
+        }
+        for h in f.get("health") {
+            if !["none", "starting", "healthy", "unhealthy"].contains(&h.as_str()) {
+                return Err(EngineError::InvalidParameter(format!(
+                    "invalid filter 'health={h}': invalid value for health ({h}): must be one of none, starting, healthy, unhealthy"
                 )));
             }
         }
@@ -269,6 +276,10 @@ impl Engine {
                 continue;
             }
             if f.contains("network") && !f.get("network").iter().any(|n| *n == network_name(&c)) {
+                continue;
+            }
+            let health = super::health::filter_value(c.state.health.as_ref());
+            if f.contains("health") && !f.get("health").iter().any(|h| h == health) {
                 continue;
             }
             let sizes = if opts.size {

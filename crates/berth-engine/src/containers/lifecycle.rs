@@ -353,6 +353,7 @@ impl Engine {
         handle: Arc<ContainerHandle>,
         process: ProcessRef,
     ) {
+        self.spawn_health(&handle);
         let engine = Arc::clone(self);
         tokio::spawn(async move {
             let status = engine.runtime.wait(&process).await;

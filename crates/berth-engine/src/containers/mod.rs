@@ -6,6 +6,7 @@
 pub mod archive;
 mod create;
 pub mod exec;
+mod health;
 mod hub;
 mod inspect;
 mod lifecycle;

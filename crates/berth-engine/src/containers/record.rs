@@ -71,6 +71,9 @@ pub struct RunState {
     pub oom_killed: bool,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Health-check state (containers whose config has a probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<bollard_stubs::models::Health>,
 }
 
 /// One mount of a container as recorded (and shown by inspect).
@@ -192,7 +195,11 @@ impl Container {
         let ago = |t: Option<DateTime<Utc>>| human_duration(now - t.unwrap_or(now));
         match self.state.status {
             Status::Created => "Created".into(),
-            Status::Running => format!("Up {}", ago(self.state.started_at)),
+            Status::Running => format!(
+                "Up {}{}",
+                ago(self.state.started_at),
+                super::health::status_suffix(self.state.health.as_ref())
+            ),
             Status::Paused => format!("Up {} (Paused)", ago(self.state.started_at)),
             Status::Restarting => format!(
                 "Restarting ({}) {} ago",
