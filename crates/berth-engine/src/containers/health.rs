@@ -152,9 +152,10 @@ impl Schedule {
 impl Engine {
     /// Starts the health monitor of a container that just started (or was
     /// re-adopted at start-up), if its config has a probe: status
-    /// `starting`, failing streak 0. It ends with this run of the process.
+    /// `starting`, failing streak 0 (in memory, as every health update). It
+    /// ends with this run of the process.
     pub(crate) fn spawn_health(self: &Arc<Self>, handle: &Arc<ContainerHandle>) {
-        let (cmd, schedule, record) = {
+        let (cmd, schedule) = {
             let mut r = handle.lock();
             let Some(cmd) = probe_command(&r.config) else {
                 return;
@@ -163,11 +164,8 @@ impl Engine {
             let h = r.state.health.get_or_insert_with(Health::default);
             h.status = Some(HealthStatusEnum::STARTING);
             h.failing_streak = Some(0);
-            (cmd, schedule, r.clone())
+            (cmd, schedule)
         };
-        if let Err(e) = record.save(&self.config.data_root) {
-            tracing::warn!("saving {}: {e}", record.id);
-        }
         let run = handle.watch.borrow().exits;
         let engine = Arc::clone(self);
         let handle = Arc::clone(handle);
@@ -285,7 +283,10 @@ impl Engine {
     }
 
     /// dockerd's `handleProbeResult`: log the result, update the streak and
-    /// status, publish a change of status.
+    /// status, publish a change of status. In memory only, as in dockerd:
+    /// the record on disk takes the health state with the container's next
+    /// save (a write per probe would cost a sync each few seconds and race
+    /// the lifecycle's own saves).
     fn record_probe(
         self: &Arc<Self>,
         handle: &Arc<ContainerHandle>,
@@ -327,9 +328,6 @@ impl Engine {
             let new = h.status;
             (r.clone(), old, new)
         };
-        if let Err(e) = record.save(&self.config.data_root) {
-            tracing::warn!("saving {}: {e}", record.id);
-        }
         if old != new {
             let action = format!("health_status: {}", status_name(new));
             self.publish_container(&record, &action, &[]);
