@@ -3,24 +3,29 @@
 //! image layer is a thin snapshot of its parent (or of the base), each
 //! container layer a snapshot whose virtual size is its storage limit. A
 //! layer's filesystem is mounted only while something uses it.
+//!
+//! This file opens the driver (pool, recovery, leftovers) and implements
+//! `Driver`; the thin devices are handled in `thin_devices`, the
+//! filesystems on them (the base device's among them) in `filesystem`.
 
 mod dm_ioctl;
+mod filesystem;
 mod metadata;
 mod options;
 mod pool;
+mod thin_devices;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
-use std::time::Duration;
 
-use nix::mount::{MntFlags, MsFlags};
+use nix::mount::MntFlags;
 
-use self::dm_ioctl::{device_path, Control, Target};
-use self::metadata::{DeviceRecord, MetadataFile};
+use self::dm_ioctl::Control;
+use self::metadata::MetadataFile;
 use self::options::{Filesystem, Options, DEFAULT_BASE_SIZE};
 use self::pool::{Pool, PoolStatus};
+use self::thin_devices::remove_with_retry;
 use super::mount_refs::MountRefs;
 use super::{human_size, DriverOptions};
 use crate::driver::{Driver, RwLayerOpts, Usage};
@@ -175,15 +180,6 @@ impl DeviceMapper {
         self.home.join("mnt").join(key)
     }
 
-    fn record(st: &State, key: &str) -> Result<DeviceRecord> {
-        let found = if key == BASE {
-            st.meta.data.base.clone()
-        } else {
-            st.meta.data.devices.get(key).cloned()
-        };
-        found.ok_or_else(|| StorageError::NotFound(format!("devicemapper: no layer {key}")))
-    }
-
     /// A thin device id reserved before a crash but never recorded: the
     /// pool may or may not have created it, so delete it if it is there.
     fn recover_pending(&self, st: &mut State) -> Result<()> {
@@ -228,385 +224,9 @@ impl DeviceMapper {
         Ok(())
     }
 
-    /// Makes the base device: a thin device of `size` with an empty
-    /// filesystem holding the `rootfs` directory layers start from.
-    fn make_base(&self, st: &mut State, size: u64) -> Result<()> {
-        self.check_free_space(st)?;
-        let id = st.meta.reserve(BASE)?;
-        let made = st.dm.message(&st.pool.name, &format!("create_thin {id}"));
-        if let Err(e) = made {
-            st.meta.data.pending = None;
-            st.meta.save()?;
-            return Err(e);
-        }
-        st.meta.data.base = Some(DeviceRecord {
-            device_id: id,
-            size,
-        });
-        st.meta.data.pending = None;
-        st.meta.save()?;
-        let formatted = self.format_base(st);
-        if formatted.is_err() {
-            let _ = self.deactivate(st, BASE);
-            let _ = st.dm.message(&st.pool.name, &format!("delete {id}"));
-            st.meta.data.base = None;
-            st.meta.save()?;
-        }
-        formatted
-    }
-
-    fn format_base(&self, st: &mut State) -> Result<()> {
-        let dev = self.activate(st, BASE)?;
-        let mut mkfs = match self.fs {
-            Filesystem::Xfs => {
-                let mut c = Command::new("mkfs.xfs");
-                c.arg("-q");
-                c
-            }
-            Filesystem::Ext4 => {
-                let mut c = Command::new("mkfs.ext4");
-                c.args([
-                    "-q",
-                    "-E",
-                    "nodiscard,lazy_itable_init=1,lazy_journal_init=1",
-                ]);
-                c
-            }
-        };
-        mkfs.args(&self.mkfs_args).arg(&dev);
-        tracing::info!(
-            "devicemapper: creating filesystem {} on the base device",
-            self.fs.name()
-        );
-        run(&mut mkfs)?;
-        let target = self.mount_fs(BASE, &dev)?;
-        let rootfs = target.join("rootfs");
-        let made = std::fs::create_dir(&rootfs)
-            .and_then(|_| {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&rootfs, std::fs::Permissions::from_mode(0o755))
-            })
-            .map_err(|e| StorageError::at(&rootfs, "create", e));
-        let unmounted = self.unmount_fs(BASE);
-        made?;
-        unmounted?;
-        self.deactivate(st, BASE)
-    }
-
-    /// `dm.basesize` went up since the last start: new layers start from
-    /// the bigger base.
-    fn grow_base(&self, st: &mut State, size: u64) -> Result<()> {
-        tracing::info!(
-            "devicemapper: growing the base device to {}",
-            human_size(size)
-        );
-        if let Some(base) = st.meta.data.base.as_mut() {
-            base.size = size;
-        }
-        st.meta.save()?;
-        self.grow_fs(st, BASE)
-    }
-
-    /// Activates `key`'s thin device with its recorded size; returns its node.
-    fn activate(&self, st: &mut State, key: &str) -> Result<PathBuf> {
-        let record = Self::record(st, key)?;
-        let name = self.dm_name(key);
-        if let Some(info) = st.dm.info(&name)? {
-            st.active.insert(key.to_string());
-            return Ok(device_path(info.dev));
-        }
-        let table = [Target {
-            start: 0,
-            length: record.size / 512,
-            kind: "thin".into(),
-            params: format!("{} {}", st.pool.dev.table_name(), record.device_id),
-        }];
-        let dev = st.dm.create(&name)?;
-        if let Err(e) = st.dm.load(&name, &table).and_then(|_| st.dm.resume(&name)) {
-            let _ = st.dm.remove(&name);
-            return Err(e);
-        }
-        st.active.insert(key.to_string());
-        let path = device_path(dev);
-        // devtmpfs adds the node when the disk goes live; give it a moment.
-        for _ in 0..200 {
-            if path.exists() {
-                return Ok(path);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Err(StorageError::io(
-            format!("devicemapper: activate {name}"),
-            std::io::Error::other(format!("{} did not appear", path.display())),
-        ))
-    }
-
-    fn deactivate(&self, st: &mut State, key: &str) -> Result<()> {
-        let name = self.dm_name(key);
-        if st.dm.info(&name)?.is_some() {
-            remove_with_retry(&st.dm, &name)?;
-        }
-        st.active.remove(key);
-        Ok(())
-    }
-
-    fn mount_fs(&self, key: &str, dev: &Path) -> Result<PathBuf> {
-        let target = self.mount_point(key);
-        std::fs::create_dir_all(&target).map_err(|e| StorageError::at(&target, "create", e))?;
-        nix::mount::mount(
-            Some(dev),
-            &target,
-            Some(self.fs.name()),
-            MsFlags::empty(),
-            Some(self.mount_options.as_str()),
-        )
-        .map_err(|e| {
-            StorageError::io(
-                format!(
-                    "devicemapper: mount {} ({}) on {}",
-                    dev.display(),
-                    self.fs.name(),
-                    target.display()
-                ),
-                std::io::Error::from_raw_os_error(e as i32),
-            )
-        })?;
-        Ok(target)
-    }
-
-    fn unmount_fs(&self, key: &str) -> Result<()> {
-        let target = self.mount_point(key);
-        match nix::mount::umount2(&target, MntFlags::empty()) {
-            Ok(()) => Ok(()),
-            Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
-            Err(nix::errno::Errno::EBUSY) => {
-                // Someone still works in it; detach so the path is free.
-                // The device stays open until they leave.
-                let _ = nix::mount::umount2(&target, MntFlags::MNT_DETACH);
-                Ok(())
-            }
-            Err(e) => Err(StorageError::io(
-                format!("devicemapper: unmount {}", target.display()),
-                std::io::Error::from_raw_os_error(e as i32),
-            )),
-        }
-    }
-
-    /// Grows the filesystem of `key` to its recorded size (the thin device
-    /// itself is virtual: activating it with the new length is all it takes).
-    fn grow_fs(&self, st: &mut State, key: &str) -> Result<()> {
-        self.deactivate(st, key)?;
-        let dev = self.activate(st, key)?;
-        let result = self.mount_fs(key, &dev).and_then(|target| {
-            let mut cmd = match self.fs {
-                Filesystem::Xfs => {
-                    let mut c = Command::new("xfs_growfs");
-                    c.arg(&target);
-                    c
-                }
-                Filesystem::Ext4 => {
-                    let mut c = Command::new("resize2fs");
-                    c.arg(&dev);
-                    c
-                }
-            };
-            let grown = run(&mut cmd);
-            let unmounted = self.unmount_fs(key);
-            grown.and(unmounted)
-        });
-        let deactivated = self.deactivate(st, key);
-        result?;
-        deactivated
-    }
-
-    /// dockerd's `dm.min_free_space` check, made before every new device
-    /// so a nearly full pool refuses work instead of hanging writes.
-    fn check_free_space(&self, st: &State) -> Result<()> {
-        let status = st.pool.status(&st.dm)?;
-        if status.read_only {
-            return Err(StorageError::Unsupported(format!(
-                "devmapper: thin pool {} is read-only (out of metadata space, or it needs a \
-                 check); new layers cannot be made",
-                st.pool.name
-            )));
-        }
-        if self.min_free_percent == 0 {
-            return Ok(());
-        }
-        let pct = self.min_free_percent as u64;
-        let (data_used, data_total) = status.data_blocks;
-        let min_data = (data_total * pct / 100).max(1);
-        let data_free = data_total.saturating_sub(data_used);
-        if data_free < min_data {
-            return Err(StorageError::Unsupported(format!(
-                "devmapper: Thin Pool has {data_free} free data blocks which is less than \
-                 minimum required {min_data} free data blocks. Create more free space in thin \
-                 pool or use dm.min_free_space option to change behavior"
-            )));
-        }
-        let (meta_used, meta_total) = status.metadata_blocks;
-        let min_meta = (meta_total * pct / 100).max(1);
-        let meta_free = meta_total.saturating_sub(meta_used);
-        if meta_free < min_meta {
-            return Err(StorageError::Unsupported(format!(
-                "devmapper: Thin Pool has {meta_free} free metadata blocks which is less than \
-                 minimum required {min_meta} free metadata blocks. Create more free metadata \
-                 space in thin pool or use dm.min_free_space option to change behavior"
-            )));
-        }
-        Ok(())
-    }
-
-    /// Makes layer `id` as a snapshot of `parent` (or of the base), of
-    /// `size` bytes when given (never below the origin's size).
-    fn create_layer(
-        &self,
-        id: &str,
-        parent: Option<&str>,
-        size: Option<u64>,
-        container: bool,
-    ) -> Result<()> {
-        if id == BASE {
-            return Err(StorageError::InvalidOption(format!(
-                "devicemapper: layer id {id:?} is reserved"
-            )));
-        }
-        let mut st = self.lock();
-        if st.meta.data.devices.contains_key(id) {
-            return Err(StorageError::Conflict(format!(
-                "devmapper: device {id} already exists"
-            )));
-        }
-        let origin_key = parent.unwrap_or(BASE);
-        let origin = Self::record(&st, origin_key)?;
-        let base_size = Self::record(&st, BASE)?.size;
-        if let Some(want) = size {
-            if want < origin.size {
-                return Err(StorageError::InvalidOption(format!(
-                    "devmapper: Container size cannot be smaller than {}",
-                    human_size(origin.size)
-                )));
-            }
-        }
-        // A raised dm.basesize reaches containers of images made before it.
-        let size = match (size, container) {
-            (Some(want), _) => want,
-            (None, true) => origin.size.max(base_size),
-            (None, false) => origin.size,
-        };
-        self.check_free_space(&st)?;
-        let device_id = st.meta.reserve(id)?;
-        if let Err(e) = self.snapshot(&mut st, device_id, origin_key, origin.device_id) {
-            st.meta.data.pending = None;
-            st.meta.save()?;
-            return Err(e);
-        }
-        st.meta.data.devices.insert(
-            id.to_string(),
-            DeviceRecord {
-                device_id,
-                size: origin.size,
-            },
-        );
-        st.meta.data.pending = None;
-        st.meta.save()?;
-        if size > origin.size {
-            if let Some(rec) = st.meta.data.devices.get_mut(id) {
-                rec.size = size;
-            }
-            let grown = st.meta.save().and_then(|_| self.grow_fs(&mut st, id));
-            if let Err(e) = grown {
-                drop(st);
-                let _ = self.remove(id);
-                return Err(e);
-            }
-        }
-        Ok(())
-    }
-
-    /// `create_snap` in the pool; an active origin is suspended meanwhile
-    /// so the snapshot sees all its writes.
-    fn snapshot(&self, st: &mut State, id: u32, origin_key: &str, origin_id: u32) -> Result<()> {
-        let origin_name = self.dm_name(origin_key);
-        let active = st.dm.info(&origin_name)?.is_some();
-        if active {
-            st.dm.suspend(&origin_name)?;
-        }
-        let made = st
-            .dm
-            .message(&st.pool.name, &format!("create_snap {id} {origin_id}"));
-        if active {
-            st.dm.resume(&origin_name)?;
-        }
-        made
-    }
-
-    /// Bytes the thin device of `key` has mapped in the pool.
-    fn mapped_bytes(&self, st: &mut State, key: &str) -> Result<u64> {
-        let was_active = st.dm.info(&self.dm_name(key))?.is_some();
-        if !was_active {
-            self.activate(st, key)?;
-        }
-        let status = st.dm.status(&self.dm_name(key));
-        if !was_active {
-            let _ = self.deactivate(st, key);
-        }
-        let line = status?
-            .first()
-            .map(|t| t.params.clone())
-            .unwrap_or_default();
-        // "<mapped sectors> <highest mapped sector>", or "-" when empty.
-        Ok(line
-            .split_whitespace()
-            .next()
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0)
-            * 512)
-    }
-
     fn pool_status(&self, st: &State) -> Option<PoolStatus> {
         st.pool.status(&st.dm).ok()
     }
-}
-
-/// Removes a device-mapper device, retrying while something (udev's probe,
-/// a closing file) still holds it open for a moment.
-fn remove_with_retry(dm: &Control, name: &str) -> Result<()> {
-    let mut last = None;
-    for _ in 0..50 {
-        match dm.remove(name) {
-            Ok(()) => return Ok(()),
-            Err(StorageError::Io { source, .. }) if source.raw_os_error() == Some(libc::ENXIO) => {
-                return Ok(())
-            }
-            Err(StorageError::Io { context, source })
-                if source.raw_os_error() == Some(libc::EBUSY) =>
-            {
-                last = Some(StorageError::Io { context, source });
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| StorageError::Conflict(format!("devmapper: {name} is busy"))))
-}
-
-fn run(cmd: &mut Command) -> Result<()> {
-    let out = cmd
-        .output()
-        .map_err(|e| StorageError::io(format!("devicemapper: run {:?}", cmd.get_program()), e))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(StorageError::io(
-        format!("devicemapper: {cmd:?}"),
-        std::io::Error::other(format!(
-            "{}: {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-    ))
 }
 
 impl Driver for DeviceMapper {
