@@ -16,6 +16,11 @@ use super::{go_mode, ArchiveMount, ArchiveSubject, PathStat};
 use crate::engine::{Engine, EngineConfig};
 use crate::error::{ErrorKind, Result};
 
+/// The fixture container's ID: 64 hex digits, as real ones, so that no
+/// cgroup path of the test process can contain it by chance (the recycled
+/// pid check looks for the ID in the process's cgroups; a short ID such as
+/// `c1` matched a worker's cgroup name).
+const ID: &str = "5e1f0c0ffee4b3d2a19c8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b";
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n";
 const GROUP: &str = "root:x:0:\nstaff:x:50:\n";
 
@@ -48,10 +53,10 @@ impl Fixture {
         .unwrap();
         engine
             .layers
-            .create_rw("c1", None, &Default::default())
+            .create_rw(ID, None, &Default::default())
             .unwrap();
-        let rootfs = engine.layers.mount_rw("c1").unwrap();
-        engine.layers.unmount_rw("c1").unwrap();
+        let rootfs = engine.layers.mount_rw(ID).unwrap();
+        engine.layers.unmount_rw(ID).unwrap();
         let outside = dir.path().join("outside");
         std::fs::create_dir(&outside).unwrap();
         std::fs::write(outside.join("secret.txt"), b"host secret").unwrap();
@@ -80,20 +85,20 @@ impl Fixture {
 
     fn subject(&self) -> ArchiveSubject {
         ArchiveSubject {
-            id: "c1".into(),
+            id: ID.into(),
             ..Default::default()
         }
     }
 
     fn stat(&self, s: &ArchiveSubject, path: &str) -> Result<PathStat> {
-        self.engine.archive_stat_blocking(s, "c1", path)
+        self.engine.archive_stat_blocking(s, ID, path)
     }
 
     fn get(&self, s: &ArchiveSubject, path: &str) -> Result<(PathStat, Vec<u8>)> {
         let mut out = Vec::new();
         let mut stat = None;
         self.engine
-            .archive_get_blocking(s, "c1", path, |st| stat = Some(st), &mut out)?;
+            .archive_get_blocking(s, ID, path, |st| stat = Some(st), &mut out)?;
         Ok((stat.unwrap(), out))
     }
 
@@ -111,7 +116,7 @@ impl Fixture {
     ) -> Result<()> {
         let mut input = tar;
         self.engine
-            .archive_put_blocking(s, "c1", path, &mut input, no_overwrite, copy_uid_gid)
+            .archive_put_blocking(s, ID, path, &mut input, no_overwrite, copy_uid_gid)
     }
 
     /// Every entry of the outside directory, to show it never changed.
@@ -214,7 +219,7 @@ fn stat_resolves_inside_the_container() {
         assert_eq!(err.kind(), ErrorKind::NotFound, "{path}");
         assert_eq!(
             err.to_string(),
-            format!("Could not find the file {path} in container c1")
+            format!("Could not find the file {path} in container {ID}")
         );
     }
     // The link itself is there; where it points is the container's business.
@@ -349,7 +354,7 @@ fn put_never_writes_outside() {
         assert_eq!(err.kind(), ErrorKind::NotFound, "{dest}");
         assert_eq!(
             err.to_string(),
-            format!("Could not find the file {dest} in container c1")
+            format!("Could not find the file {dest} in container {ID}")
         );
     }
     let err = f
@@ -439,7 +444,7 @@ fn stopped_view_mounts_volumes_and_binds_where_the_container_has_them() {
     let bind_src = f.dir.path().join("bind-src");
     std::fs::create_dir(&bind_src).unwrap();
     std::fs::write(bind_src.join("from-host"), b"bound").unwrap();
-    let vol_path = f.engine.volume_acquire("vol", "c1").unwrap();
+    let vol_path = f.engine.volume_acquire("vol", ID).unwrap();
     // The image points the mount point out of the container.
     symlink(&f.outside, f.rootfs.join("evilmnt")).unwrap();
     let mut s = f.subject();
@@ -488,7 +493,7 @@ fn stopped_view_mounts_volumes_and_binds_where_the_container_has_them() {
         let attrs = m.actor.clone().unwrap().attributes.unwrap();
         actions.push((m.action.unwrap(), attrs.get("container").cloned()));
     }
-    let c1 = Some("c1".to_string());
+    let c1 = Some(ID.to_string());
     assert_eq!(
         actions,
         [
