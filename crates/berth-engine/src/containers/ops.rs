@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use super::hub::{detach_keys, session_stdin, subscribe};
+use super::lifecycle::blocking_err;
 use super::record::Status;
 use super::store::ContainerHandle;
 use super::streams::{AttachOptions, AttachSession, StdStream};
@@ -23,10 +24,6 @@ use crate::images::config::{timestamp, HistoryEntry, ImageConfigFile, RootFs};
 use crate::images::store::ImageMeta;
 use crate::images::{apply_changes, ImageRef};
 use crate::progress::{byte_channel, ByteStream};
-
-fn blocking_err(e: tokio::task::JoinError) -> EngineError {
-    EngineError::Internal(format!("background task failed: {e}"))
-}
 
 fn not_running(id: &str) -> EngineError {
     EngineError::Conflict(format!("Container {id} is not running"))
@@ -387,7 +384,7 @@ impl Engine {
             r.name = new_name;
             r.clone()
         };
-        record.save(&self.config.data_root)?;
+        handle.persist(&self.config.data_root)?;
         self.publish_container(&record, "rename", &[("oldName", old)]);
         Ok(())
     }
@@ -439,7 +436,7 @@ impl Engine {
             r.host_config = host;
             r.clone()
         };
-        record.save(&self.config.data_root)?;
+        handle.persist(&self.config.data_root)?;
         self.publish_container(&record, "update", &[]);
         Ok(ContainerUpdateResponse {
             warnings: Some(Vec::new()),

@@ -4,6 +4,7 @@
 //! running process. Lookups follow dockerd: full ID, name, ID prefix.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use tokio::sync::{broadcast, watch};
@@ -35,6 +36,8 @@ pub struct ContainerHandle {
     /// Output of every run of the container, for attach sessions; it
     /// outlives each process so an attach made before a start misses nothing.
     pub output: broadcast::Sender<OutputChunk>,
+    /// Held while the record is written, so racing saves land in order.
+    saving: Mutex<()>,
 }
 
 impl ContainerHandle {
@@ -53,7 +56,16 @@ impl ContainerHandle {
             watch: watch::channel(watched).0,
             hub: Mutex::new(None),
             output: broadcast::channel(1024).0,
+            saving: Mutex::new(()),
         })
+    }
+
+    /// Writes the record as it is now. Each write takes the record under
+    /// the save lock, so of two racing changes the later write is never
+    /// the older state (a snapshot taken before the lock could be).
+    pub fn persist(&self, data_root: &Path) -> Result<()> {
+        let _saving = self.saving.lock().unwrap_or_else(|e| e.into_inner());
+        self.snapshot().save(data_root)
     }
 
     /// The record, locked briefly (never across an await).

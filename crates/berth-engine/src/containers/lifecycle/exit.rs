@@ -92,7 +92,7 @@ impl Engine {
             let delay = restart.map(|_| restart_delay(r.restart_count, ran_for));
             (r.clone(), delay)
         };
-        if let Err(e) = record.save(&self.config.data_root) {
+        if let Err(e) = handle.persist(&self.config.data_root) {
             tracing::warn!("saving {}: {e}", record.id);
         }
         if oom {
@@ -139,12 +139,8 @@ impl Engine {
         handle.lock().restart_count += 1;
         if let Err(e) = self.start_locked(handle).await {
             tracing::warn!("restarting {} by its policy: {e}", c.id);
-            let record = {
-                let mut r = handle.lock();
-                r.state.status = Status::Exited;
-                r.clone()
-            };
-            let _ = record.save(&self.config.data_root);
+            handle.lock().state.status = Status::Exited;
+            let _ = handle.persist(&self.config.data_root);
             handle.notify(false);
         } else {
             let record = handle.snapshot();

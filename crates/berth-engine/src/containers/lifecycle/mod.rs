@@ -27,7 +27,8 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::runtime::ProcessRef;
 
-fn blocking_err(e: tokio::task::JoinError) -> EngineError {
+/// A `spawn_blocking` task that panicked or was cancelled.
+pub(super) fn blocking_err(e: tokio::task::JoinError) -> EngineError {
     EngineError::Internal(format!("background task failed: {e}"))
 }
 

@@ -42,7 +42,7 @@ impl Engine {
             r.state.status = Status::Paused;
             r.clone()
         };
-        record.save(&self.config.data_root)?;
+        handle.persist(&self.config.data_root)?;
         handle.notify(false);
         self.publish_container(&record, "pause", &[]);
         Ok(())
@@ -71,7 +71,7 @@ impl Engine {
             r.state.status = Status::Running;
             r.clone()
         };
-        record.save(&self.config.data_root)?;
+        handle.persist(&self.config.data_root)?;
         handle.notify(false);
         if event {
             self.publish_container(&record, "unpause", &[]);

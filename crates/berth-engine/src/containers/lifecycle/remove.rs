@@ -58,7 +58,7 @@ impl Engine {
             r.state.status = Status::Removing;
             r.clone()
         };
-        record.save(&self.config.data_root)?;
+        handle.persist(&self.config.data_root)?;
         handle.notify(false);
         self.finish_removal(&record, volumes).await?;
         self.containers.remove(&c.id);

@@ -122,7 +122,7 @@ impl Engine {
             r.manually_stopped = false;
             r.clone()
         };
-        record.save(&self.config.data_root)?;
+        handle.persist(&self.config.data_root)?;
         handle.notify(false);
         self.publish_container(&record, "start", &[]);
         self.spawn_monitor(Arc::clone(handle), process);
@@ -160,7 +160,7 @@ impl Engine {
             r.state.error = msg.clone();
             r.clone()
         };
-        let _ = record.save(&self.config.data_root);
+        let _ = handle.persist(&self.config.data_root);
         handle.notify(false);
         if record.host_config.auto_remove.unwrap_or(false) {
             // dockerd removes an AutoRemove container whose start failed;

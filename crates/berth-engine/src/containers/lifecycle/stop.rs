@@ -48,7 +48,7 @@ impl Engine {
                 r.state.status = Status::Exited;
                 r.clone()
             };
-            record.save(&self.config.data_root)?;
+            handle.persist(&self.config.data_root)?;
             handle.notify(false);
             self.publish_container(&record, "stop", &[]);
             return Ok(());
@@ -56,12 +56,8 @@ impl Engine {
         if !c.state.status.is_alive() {
             return Err(EngineError::NotModified("container already stopped".into()));
         }
-        {
-            let mut r = handle.lock();
-            r.manually_stopped = true;
-            r.clone()
-        }
-        .save(&self.config.data_root)?;
+        handle.lock().manually_stopped = true;
+        handle.persist(&self.config.data_root)?;
         let signal = match signal.filter(|s| !s.is_empty()) {
             Some(s) => parse_signal(&s)?,
             None => match c.config.stop_signal.as_deref().filter(|s| !s.is_empty()) {
@@ -141,12 +137,8 @@ impl Engine {
                 c.id
             )));
         }
-        {
-            let mut r = handle.lock();
-            r.manually_stopped = true;
-            r.clone()
-        }
-        .save(&self.config.data_root)?;
+        handle.lock().manually_stopped = true;
+        handle.persist(&self.config.data_root)?;
         self.signal(&c, signal).await
     }
 }
