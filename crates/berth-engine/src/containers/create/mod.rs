@@ -22,8 +22,7 @@ use std::sync::Arc;
 
 use berth_storage::RwLayerOpts;
 use bollard_stubs::models::{
-    ContainerConfig, ContainerCreateBody, ContainerCreateResponse, EventMessageTypeEnum,
-    HostConfig, VolumeCreateRequest,
+    ContainerConfig, ContainerCreateBody, ContainerCreateResponse, HostConfig, VolumeCreateRequest,
 };
 
 use super::record::{Container, ContainerPaths, RunState};
@@ -186,11 +185,7 @@ impl Engine {
             self.discard_container(&container).await;
             return Err(e);
         }
-        let mut attrs = container.config.labels.clone().unwrap_or_default();
-        attrs.insert("image".into(), image_name);
-        attrs.insert("name".into(), container.short_name().to_string());
-        self.events
-            .publish(EventMessageTypeEnum::CONTAINER, "create", &id, attrs);
+        self.publish_container(&container, "create", &[]);
         Ok(ContainerCreateResponse {
             id,
             warnings: Vec::new(),

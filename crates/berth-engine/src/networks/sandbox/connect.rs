@@ -10,7 +10,7 @@ use bollard_stubs::models::{EndpointSettings, NetworkInspect};
 use super::endpoints::endpoint_from;
 use super::internal;
 use super::name_resolution::{dns_lookup, dns_names};
-use super::veth::{mac_for, mac_text, parse_mac, subnet_of, veth_name};
+use super::veth::{delete_veths, mac_for, mac_text, parse_mac, subnet_of, veth_name};
 use crate::containers::record::{Container, Status};
 use crate::containers::store::ContainerHandle;
 use crate::engine::Engine;
@@ -151,11 +151,7 @@ impl Engine {
                 a.endpoints.remove(&nid);
                 a.clone()
             };
-            if let Ok(mut nl) = Netlink::open() {
-                if let Ok(Some(l)) = nl.link(&act.host_veth) {
-                    let _ = nl.delete_link(l.index);
-                }
-            }
+            delete_veths([act.host_veth.as_str()]);
             let _ = net.store.save_attachments(&c.id, &snapshot);
             return Err(e);
         }
@@ -223,11 +219,7 @@ impl Engine {
             net.lock().dns.remove(container);
         }
         if let Some(act) = &act {
-            if let Ok(mut nl) = Netlink::open() {
-                if let Ok(Some(l)) = nl.link(&act.host_veth) {
-                    let _ = nl.delete_link(l.index);
-                }
-            }
+            delete_veths([act.host_veth.as_str()]);
         }
         net.store.save_attachments(container, &snapshot)?;
         net.sync_firewall()?;

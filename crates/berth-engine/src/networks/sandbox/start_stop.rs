@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::internal;
 use super::name_resolution::{dns_lookup, dns_names};
-use super::veth::{mac_for, mac_text, parse_mac, subnet_of, veth_name};
+use super::veth::{delete_veths, mac_for, mac_text, parse_mac, subnet_of, veth_name};
 use crate::containers::record::Container;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
@@ -152,8 +152,7 @@ impl Engine {
                             ep.active = None;
                         }
                     }
-                    let (rec, act) = &plan[0];
-                    let _ = rec;
+                    let act = &plan[0].1;
                     let msg = match &e {
                         EngineError::Conflict(m) | EngineError::Internal(m) => m.clone(),
                         other => other.to_string(),
@@ -267,13 +266,7 @@ impl Engine {
             }
             (sandbox, veths, left, a.clone())
         };
-        if let Ok(mut nl) = Netlink::open() {
-            for v in &veths {
-                if let Ok(Some(link)) = nl.link(v) {
-                    let _ = nl.delete_link(link.index);
-                }
-            }
-        }
+        delete_veths(veths.iter().map(String::as_str));
         if let Err(e) = netns::remove(&sandbox.netns) {
             tracing::warn!("removing {}: {e}", sandbox.netns.display());
         }

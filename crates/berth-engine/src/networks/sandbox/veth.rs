@@ -25,6 +25,18 @@ pub(super) fn veth_name(container: &str, network: &str) -> String {
     format!("vb{}", &hex::encode(digest)[..11])
 }
 
+/// Deletes host-side veths by name (their peers go with them); best
+/// effort: one already gone is what the caller wanted.
+pub(super) fn delete_veths<'a>(names: impl IntoIterator<Item = &'a str>) {
+    if let Ok(mut nl) = Netlink::open() {
+        for name in names {
+            if let Ok(Some(link)) = nl.link(name) {
+                let _ = nl.delete_link(link.index);
+            }
+        }
+    }
+}
+
 /// dockerd's classic MAC: 02:42 and the IPv4 address.
 pub(super) fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
     let o = ip.octets();
