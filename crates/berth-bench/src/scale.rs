@@ -138,7 +138,7 @@ fn zfs_listing_note(s: &mut Suite, pool: &str) {
     if let Ok(out) = out {
         let n = String::from_utf8_lossy(&out.stdout).lines().count();
         s.note(format!(
-            "zfs start-up: one `zfs list -t all -r` of the pool ({n} datasets and snapshots) took {:.0} ms on zfs-fuse; berthd lists the pool three times while it starts (filesystems twice, snapshots once)",
+            "zfs start-up: one `zfs list -t all -r` of the pool ({n} datasets and snapshots) took {:.0} ms on zfs-fuse; berthd lists the pool's filesystems once while it starts and walks the snapshots (the crash-leftover sweep) in the background afterwards",
             ms(took)
         ));
     }

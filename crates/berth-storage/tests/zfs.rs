@@ -383,3 +383,67 @@ fn crash_leftovers_are_removed_clones_before_origins() {
         ]
     );
 }
+
+#[test]
+fn snapshots_no_clone_came_from_never_block_a_create_and_are_swept() {
+    require_root();
+    let pool = ZfsPool::new().unwrap();
+    let root = data_root(&pool);
+    let snapshot = |name: String| {
+        let status = std::process::Command::new("zfs")
+            .args(["snapshot", &name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "zfs snapshot {name}");
+    };
+    let snapshots = || -> Vec<String> {
+        let out = std::process::Command::new("zfs")
+            .args(["list", "-H", "-o", "name", "-t", "snapshot", "-r"])
+            .arg(pool.name())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let store = open_store(&root, Some("zfs"), &[]);
+    let l1 = store
+        .register(None, &mut Cursor::new(base_layer()), None)
+        .unwrap();
+    let base = format!("{}/{}", pool.name(), l1.cache_id);
+    // A create that died between `zfs snapshot` and `zfs clone`: the same
+    // layer created again does not trip over its snapshot.
+    snapshot(format!("{base}@again"));
+    let driver = store.driver();
+    driver.create("again", Some(&l1.cache_id)).unwrap();
+    assert_eq!(
+        pool.get(&format!("{}/again", pool.name()), "origin")
+            .unwrap(),
+        format!("{base}@again")
+    );
+    driver.remove("again").unwrap();
+    // One whose layer is never created again: the next open sweeps it
+    // (on a thread of its own), and keeps the layer.
+    snapshot(format!("{base}@lost"));
+    assert_eq!(snapshots(), vec![format!("{base}@lost")]);
+    drop(store);
+    let driver = open_driver(&DriverConfig {
+        data_root: root.clone(),
+        name: Some("zfs".into()),
+        options: Vec::new(),
+    })
+    .unwrap();
+    let store = LayerStore::open(&root, Arc::clone(&driver)).unwrap();
+    store
+        .reconcile(std::slice::from_ref(&l1.chain_id), &HashSet::new())
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !snapshots().is_empty() {
+        assert!(Instant::now() < deadline, "left: {:?}", snapshots());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(driver.list().unwrap(), vec![l1.cache_id.clone()]);
+    store.release(&l1.chain_id).unwrap();
+    assert_eq!(pool.datasets().unwrap(), vec![pool.name().to_string()]);
+}
