@@ -1153,3 +1153,53 @@ fn detach_over_the_api(socket: &Path, name: &str) {
     let mut rest = Vec::new();
     conn.read_to_end(&mut rest).unwrap();
 }
+
+/// Creates racing each other: generated names never collide, and of
+/// several creates asking for one name exactly one gets it (the others get
+/// dockerd's 409), with nothing of theirs left.
+#[test]
+fn racing_creates_get_distinct_names() {
+    let h = ContainerHost::start(Backend::Vfs);
+    let unnamed: Vec<String> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..5)
+                        .map(|_| h.docker(&["create", IMG, "true"]).ok().out().to_string())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    assert_eq!(unnamed.len(), 40);
+    let names: BTreeSet<String> = h
+        .docker(&["ps", "-a", "--format", "{{.Names}}"])
+        .ok()
+        .lines()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(names.len(), 40, "{names:?}");
+
+    let outcomes: Vec<_> = std::thread::scope(|s| {
+        let racers: Vec<_> = (0..6)
+            .map(|_| s.spawn(|| h.docker(&["create", "--name", "only", IMG, "true"])))
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let won = outcomes.iter().filter(|o| o.status.success()).count();
+    assert_eq!(won, 1, "{outcomes:#?}");
+    for lost in outcomes.iter().filter(|o| !o.status.success()) {
+        assert!(
+            lost.stderr
+                .contains("The container name \"/only\" is already in use"),
+            "{lost}"
+        );
+    }
+    let all = h.docker(&["ps", "-aq"]).ok().lines().len();
+    assert_eq!(all, 41);
+}

@@ -145,6 +145,22 @@ impl ContainerStore {
         Ok(())
     }
 
+    /// Takes `name` (with leading `/`) for container `id` while it is being
+    /// created, so two creates cannot both get it; 409 if taken. The
+    /// reservation is given back on drop unless the container was inserted.
+    pub fn reserve_name(&self, name: &str, id: &str) -> Result<NameReservation<'_>> {
+        let mut idx = self.write();
+        if let Some(other) = idx.names.get(name) {
+            return Err(name_conflict(name, other));
+        }
+        idx.names.insert(name.to_string(), id.to_string());
+        Ok(NameReservation {
+            store: self,
+            name: name.to_string(),
+            id: id.to_string(),
+        })
+    }
+
     /// Forgets a container and its name.
     pub fn remove(&self, id: &str) {
         let mut idx = self.write();
@@ -205,6 +221,24 @@ impl ContainerStore {
                 "multiple IDs found with provided prefix: {name}"
             ))),
             _ => Err(no_such(name)),
+        }
+    }
+}
+
+/// A container name held by a create in progress (see
+/// [`ContainerStore::reserve_name`]).
+pub struct NameReservation<'a> {
+    store: &'a ContainerStore,
+    name: String,
+    id: String,
+}
+
+impl Drop for NameReservation<'_> {
+    fn drop(&mut self) {
+        let mut idx = self.store.write();
+        let ours = idx.names.get(&self.name) == Some(&self.id);
+        if ours && !idx.by_id.contains_key(&self.id) {
+            idx.names.remove(&self.name);
         }
     }
 }

@@ -86,15 +86,22 @@ impl Engine {
         crate::containers::health::validate(config.healthcheck.as_ref())?;
         let networks = self.plan_networks(&host, networking.as_ref())?;
         crate::runtime::spec::check_isolation(&host, &self.security)?;
-        let name = match name.filter(|n| !n.is_empty()) {
-            Some(n) => validate_name(&n)?,
-            None => format!("/{}", generate_name(&self.containers)),
+        let id = berth_storage::random_id();
+        // The name is held from here on: two racing creates cannot both get
+        // it (a generated one is drawn again).
+        let (name, _reserved) = match name.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                let name = validate_name(&n)?;
+                let reserved = self.containers.reserve_name(&name, &id)?;
+                (name, reserved)
+            }
+            None => loop {
+                let name = format!("/{}", generate_name(&self.containers));
+                if let Ok(reserved) = self.containers.reserve_name(&name, &id) {
+                    break (name, reserved);
+                }
+            },
         };
-        if let Some(owner) = self.containers.name_owner(&name) {
-            return Err(EngineError::Conflict(format!(
-                "Conflict. The container name \"{name}\" is already in use by container \"{owner}\". You have to remove (or rename) that container to be able to reuse that name."
-            )));
-        }
         if let Some(img_cfg) = &image.config.config {
             merge_image_config(&mut config, img_cfg);
         }
@@ -111,7 +118,6 @@ impl Engine {
         if !self.config.runtimes.contains_key(&runtime) {
             return Err(bad(format!("unknown or invalid runtime name: {runtime}")));
         }
-        let id = berth_storage::random_id();
         if config.hostname.as_deref().unwrap_or("").is_empty() {
             config.hostname = Some(if host.network_mode.as_deref() == Some("host") {
                 rustix::system::uname()
