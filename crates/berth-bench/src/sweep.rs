@@ -4,10 +4,11 @@
 //! mounts below DIR, the bridges the run made — then DIR itself. A run that
 //! finished cleanly leaves nothing for it to do.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use berth_testkit::leaks::processes_where;
 use berth_testkit::loopfs::loops_backed_under;
 use berth_testkit::mountinfo;
 use berth_testkit::network::{firewall_table, remove_leftovers};
@@ -62,27 +63,9 @@ pub fn sweep(dir: &Path) {
 
 /// SIGKILLs processes `matches(cmdline, root)` accepts and waits for them.
 fn kill_matching(matches: impl Fn(&str, &Path) -> bool) -> Vec<(i32, String)> {
-    let me = std::process::id() as i32;
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let cmdline = std::fs::read(entry.path().join("cmdline"))
-            .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
-            .unwrap_or_default();
-        let root =
-            std::fs::read_link(entry.path().join("root")).unwrap_or_else(|_| PathBuf::from("/"));
-        if matches(cmdline.trim(), &root) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            found.push((pid, cmdline.trim().to_string()));
-        }
+    let found = processes_where(matches);
+    for (pid, _) in &found {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while found

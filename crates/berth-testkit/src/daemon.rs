@@ -731,27 +731,11 @@ pub fn ping(socket: &Path) -> bool {
 /// Kills (SIGKILL) processes whose command line mentions one of `paths` —
 /// shims or runtimes a daemon left running — and returns them.
 fn kill_processes_mentioning(paths: &[PathBuf]) -> Vec<(i32, String)> {
-    let me = std::process::id() as i32;
     let needles: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if needles.iter().any(|n| cmdline.contains(n.as_str())) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            found.push((pid, cmdline.trim().to_string()));
-        }
+    let found =
+        crate::leaks::processes_where(|cmdline, _| needles.iter().any(|n| cmdline.contains(n)));
+    for (pid, _) in &found {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
     }
     found
 }

@@ -1,7 +1,8 @@
 //! What a daemon must not leave behind once its containers are removed, seen
 //! from outside: cgroups named after a container ID (any controller, cgroup
-//! v1 or v2, any parent), shim processes still serving its exec root, and
-//! loop devices backed by files under a directory (see also
+//! v1 or v2, any parent), shim processes still serving its exec root (and
+//! the /proc walk the testkit and the bench's sweep find processes with),
+//! and loop devices backed by files under a directory (see also
 //! [`crate::loopfs::loops_backed_under`]).
 
 use std::path::{Path, PathBuf};
@@ -61,11 +62,11 @@ fn walk(dir: &Path, depth: u32, visit: &mut dyn FnMut(&Path)) {
     }
 }
 
-/// Live `berth-shim` processes (zombies excluded: they no longer serve
-/// anything, and their parent may be a slow reaper) whose command line
-/// mentions `exec_root` — the shims one daemon started.
-pub fn shims_serving(exec_root: &Path) -> Vec<(i32, String)> {
-    let needle = exec_root.display().to_string();
+/// Every live process but this one (zombies excluded: they serve nothing
+/// and cannot be killed further) that `matches(command line, root
+/// directory)` accepts, as `(pid, command line)`.
+pub fn processes_where(matches: impl Fn(&str, &Path) -> bool) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return found;
@@ -74,19 +75,34 @@ pub fn shims_serving(exec_root: &Path) -> Vec<(i32, String)> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
+        if pid == me {
+            continue;
+        }
         let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
             continue;
         };
         let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        let cmdline = cmdline.trim();
+        let root =
+            std::fs::read_link(entry.path().join("root")).unwrap_or_else(|_| PathBuf::from("/"));
+        if matches(cmdline, &root) && !is_zombie(&entry.path()) {
+            found.push((pid, cmdline.to_string()));
+        }
+    }
+    found
+}
+
+/// Live `berth-shim` processes whose command line mentions `exec_root` —
+/// the shims one daemon started.
+pub fn shims_serving(exec_root: &Path) -> Vec<(i32, String)> {
+    let needle = exec_root.display().to_string();
+    processes_where(|cmdline, _| {
         let is_shim = cmdline
             .split_whitespace()
             .next()
             .is_some_and(|argv0| argv0.ends_with("berth-shim"));
-        if is_shim && cmdline.contains(&needle) && !is_zombie(&entry.path()) {
-            found.push((pid, cmdline.trim().to_string()));
-        }
-    }
-    found
+        is_shim && cmdline.contains(&needle)
+    })
 }
 
 fn is_zombie(proc_dir: &Path) -> bool {
