@@ -3,7 +3,8 @@
 //! v1 or v2, any parent), shim processes still serving its exec root (and
 //! the /proc walk the testkit and the bench's sweep find processes with),
 //! and loop devices backed by files under a directory (see also
-//! [`crate::loopfs::loops_backed_under`]).
+//! [`crate::loopfs::loops_backed_under`]); and the host CPU counter the
+//! stats tests hold a container's cgroup against.
 
 use std::path::{Path, PathBuf};
 
@@ -115,6 +116,19 @@ fn is_zombie(proc_dir: &Path) -> bool {
                 .and_then(|(_, rest)| rest.split_whitespace().next().map(|st| st == "Z"))
         })
         .unwrap_or(false)
+}
+
+/// Host CPU time in nanoseconds as dockerd reads it: the first seven `cpu`
+/// fields of /proc/stat, in USER_HZ (100) ticks.
+pub fn host_cpu_nanos() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+    let line = stat.lines().next().unwrap_or_default();
+    line.split_whitespace()
+        .skip(1)
+        .take(7)
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum::<u64>()
+        * 10_000_000
 }
 
 #[cfg(test)]

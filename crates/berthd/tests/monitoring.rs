@@ -332,7 +332,7 @@ fn stats_match_the_cgroup() {
         .to_string();
     // The busy loop's share of the host as measured independently, from
     // its cgroup and /proc/stat, around the sampler window docker reports.
-    let before = (cpu_file(&busy_id), host_cpu());
+    let before = (cpu_file(&busy_id), berth_testkit::leaks::host_cpu_nanos());
     std::thread::sleep(Duration::from_secs(2));
 
     let out = d
@@ -353,7 +353,7 @@ fn stats_match_the_cgroup() {
         .trim_end_matches('%')
         .parse()
         .unwrap();
-    let after = (cpu_file(&busy_id), host_cpu());
+    let after = (cpu_file(&busy_id), berth_testkit::leaks::host_cpu_nanos());
     let cpus = std::thread::available_parallelism().unwrap().get() as f64;
     let measured = (after.0 - before.0) as f64 / (after.1 - before.1) as f64 * cpus * 100.0;
     // One busy thread: about one CPU on an idle machine. On a loaded test
@@ -416,18 +416,6 @@ fn cpu_file(id: &str) -> u64 {
         .parse::<u64>()
         .unwrap()
         * 1000
-}
-
-/// Host CPU time in nanoseconds, as dockerd reads it from /proc/stat.
-fn host_cpu() -> u64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap();
-    let line = stat.lines().next().unwrap();
-    line.split_whitespace()
-        .skip(1)
-        .take(7)
-        .map(|v| v.parse::<u64>().unwrap())
-        .sum::<u64>()
-        * 10_000_000
 }
 
 /// memory.usage_in_bytes (v1) or memory.current (v2) of a container.

@@ -47,18 +47,6 @@ fn keyed(path: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Host CPU time in nanoseconds (the first seven `cpu` fields, USER_HZ 100).
-fn host_cpu() -> u64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap();
-    let line = stat.lines().next().unwrap();
-    line.split_whitespace()
-        .skip(1)
-        .take(7)
-        .map(|v| v.parse::<u64>().unwrap())
-        .sum::<u64>()
-        * 10_000_000
-}
-
 #[test]
 #[ignore = "runs inside the microVM"]
 fn guest_stats_v2_reads_a_busy_100mb_cgroup() {
@@ -99,9 +87,15 @@ fn guest_stats_v2_reads_a_busy_100mb_cgroup() {
     let paths = cgroup::locate(pid, "/berth/statstest");
     assert_eq!(paths[""], "/berth/statstest");
     let machine = 1 << 40;
-    let (cpu0, host0) = (reader.read(&paths, machine).unwrap(), host_cpu());
+    let (cpu0, host0) = (
+        reader.read(&paths, machine).unwrap(),
+        berth_testkit::leaks::host_cpu_nanos(),
+    );
     std::thread::sleep(Duration::from_secs(2));
-    let (s, host1) = (reader.read(&paths, machine).unwrap(), host_cpu());
+    let (s, host1) = (
+        reader.read(&paths, machine).unwrap(),
+        berth_testkit::leaks::host_cpu_nanos(),
+    );
     let file_usage = read_u64(&format!("{CGROUP}/memory.current"));
 
     // CPU % as the docker CLI computes it. Under TCG emulation the guest
